@@ -1,0 +1,104 @@
+//! The command line: one file per subcommand, each thin; the logic lives in the library.
+
+mod enqueue_reminders;
+mod fake_wecom;
+mod migrate;
+mod run;
+mod send_test;
+mod status;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Deliver WeCom group-robot messages from a PostgreSQL outbox, within WeCom's limits.
+#[derive(Debug, Parser)]
+#[command(name = "wecom-outbox", version, propagate_version = true)]
+#[command(
+    after_help = "Start with `wecom-outbox migrate`, then `wecom-outbox run` (one or more replicas).\n\
+Messages are rows INSERTed into wecom_outbox; see README.md."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the database is; every subcommand that touches it takes this.
+#[derive(Debug, clap::Args)]
+pub struct Database {
+    /// PostgreSQL URL, e.g. postgres://user@host:5432/school
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub url: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Migrate(migrate::Args),
+    Run(run::Args),
+    EnqueueReminders(enqueue_reminders::Args),
+    SendTest(send_test::Args),
+    Status(status::Args),
+    FakeWecom(fake_wecom::Args),
+    /// Show the whole product working on a throwaway database (not available yet).
+    Demo,
+}
+
+/// Parse the command line, run the subcommand, and turn its error into a clear message.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::EnqueueReminders(args) => enqueue_reminders::run(args).await,
+            Command::SendTest(args) => send_test::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::FakeWecom(args) => fake_wecom::run(args).await,
+            Command::Demo => Err(anyhow::anyhow!(
+                "`demo` is not available in this version yet"
+            )),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let text = format!("error: {e:#}");
+            eprintln!("{}", crate::wecom::redact::redact(&text));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parse `200ms`, `5s`, `1m30s`, … for duration flags.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 200ms, 5s or 2m: {e}"))
+}
+
+/// Cancel `token` on SIGTERM or SIGINT (Ctrl-C).
+pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("signal received: stopping");
+    token.cancel();
+}

@@ -1,0 +1,81 @@
+//! `run`: one worker replica, until SIGTERM or Ctrl-C.
+
+use crate::rules::retry::RetryPolicy;
+use crate::store::Store;
+use crate::wecom::allowed_hosts::AllowedHosts;
+use crate::wecom::client::WeComClient;
+use crate::worker::{self, WorkerConfig};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Deliver outbox rows. Run as many replicas as you like; they share the limits via the
+/// database. SIGTERM/SIGINT: stop claiming, finish in-flight sends, release the rest, exit 0.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  DATABASE_URL=postgres://worker@db/school wecom-outbox run --worker-id replica-1"
+)]
+pub struct Args {
+    #[command(flatten)]
+    db: super::Database,
+    /// Names this replica in logs and in wecom_outbox.locked_by [default: host-pid]
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// First retry delay after a transient failure; doubles per attempt, with jitter.
+    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
+    retry_base_delay: Duration,
+    /// Longest retry delay.
+    #[arg(long, default_value = "30m", value_parser = super::parse_duration)]
+    retry_max_delay: Duration,
+    /// Hosts (host or host:port, comma-separated) robots may be reached at.
+    #[arg(long, env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
+    allowed_hosts: String,
+    /// Robots served at once by this replica.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Rows claimed at a time for one robot (never more than its budget).
+    #[arg(long, default_value_t = 20)]
+    batch_size: u32,
+    /// How long a claim is held before another replica may take the rows over.
+    #[arg(long, default_value = "2m", value_parser = super::parse_duration)]
+    lease: Duration,
+    /// Timeout of one request to WeCom.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    http_timeout: Duration,
+    /// On shutdown, how long in-flight sends may take.
+    #[arg(long, default_value = "15s", value_parser = super::parse_duration)]
+    shutdown_grace: Duration,
+    /// Database connections this replica may open.
+    #[arg(long, default_value_t = 10)]
+    max_connections: u32,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let allowed_hosts = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
+    let store = Store::connect_lazy(&args.db.url, args.max_connections)?;
+    if let Err(e) = store.check_schema().await {
+        // A missing schema is fatal; an unreachable database is waited for by the loop.
+        if e.downcast_ref::<sqlx::Error>().is_none() {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "database not reachable yet; waiting for it");
+    }
+    let config = WorkerConfig {
+        worker_id: args.worker_id.unwrap_or_else(worker::default_worker_id),
+        retry: RetryPolicy {
+            base: args.retry_base_delay,
+            max: args.retry_max_delay,
+        },
+        lease: args.lease.max(args.http_timeout * 2),
+        batch_size: args.batch_size.max(1),
+        concurrency: args.concurrency.max(1),
+        shutdown_grace: args.shutdown_grace,
+        allowed_hosts,
+        ..WorkerConfig::default()
+    };
+    let client = WeComClient::new(args.http_timeout)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(super::cancel_on_signal(shutdown.clone()));
+    worker::run(store, client, config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

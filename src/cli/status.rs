@@ -1,0 +1,202 @@
+//! `status`: per destination, what is waiting and what happened; per robot, whether it is
+//! enabled, how much of its limit is left and when it can send next. Keys are never shown.
+
+use crate::rules::decide::{decide, Decision};
+use crate::store::postgres::{DestinationCounts, RobotReport};
+use crate::store::Store;
+use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
+use crate::wecom::redact::{redact, redact_url};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::process::ExitCode;
+
+/// Show the outbox and robots at a glance (or as JSON for scripts and monitoring).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  wecom-outbox status\n  wecom-outbox status --json | jq '.destinations[].pending'"
+)]
+pub struct Args {
+    #[command(flatten)]
+    db: super::Database,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Hosts robots may be reached at (to flag robots the worker would refuse).
+    #[arg(long, env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
+    allowed_hosts: String,
+}
+
+/// The whole picture, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub now: DateTime<Utc>,
+    pub destinations: Vec<DestinationStatus>,
+}
+
+/// One destination: its rows and the robots serving it.
+#[derive(Debug, Serialize)]
+pub struct DestinationStatus {
+    #[serde(flatten)]
+    pub counts: DestinationCounts,
+    pub robots: Vec<RobotStatus>,
+}
+
+/// One robot, as an operator needs to see it.
+#[derive(Debug, Serialize)]
+pub struct RobotStatus {
+    pub name: String,
+    /// The URL with its key hidden.
+    pub url: String,
+    pub enabled: bool,
+    /// Why it does not send (disabled, placeholder, host not allowed, bad configuration).
+    pub problem: Option<String>,
+    pub rate_limit: i32,
+    pub rate_window_secs: f64,
+    pub budget_left: u32,
+    /// When it can send next: now, or when its window opens / budget frees / pause ends.
+    pub next_send_at: Option<DateTime<Utc>>,
+    pub send_window: Option<String>,
+    pub paused_until: Option<DateTime<Utc>>,
+    pub last_errcode: Option<i32>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub total_messages_sent: i32,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let allowed = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
+    let store = Store::connect(&args.db.url).await?;
+    store.check_schema().await?;
+    let status = gather(&store, &allowed).await?;
+    if args.json {
+        println!("{}", redact(&serde_json::to_string_pretty(&status)?));
+    } else {
+        print!("{}", redact(&render(&status)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read everything and apply the rules to each robot.
+pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Status> {
+    let counts = store.destination_counts().await?;
+    let robots = store.robot_reports().await?;
+    let now = robots.first().map(|r| r.now).unwrap_or_else(Utc::now);
+    let destinations = counts
+        .into_iter()
+        .map(|counts| {
+            let robots = robots
+                .iter()
+                .filter(|r| r.destination == counts.destination)
+                .map(|r| robot_status(r, allowed))
+                .collect();
+            DestinationStatus { counts, robots }
+        })
+        .collect();
+    Ok(Status { now, destinations })
+}
+
+fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
+    let snapshot = r.snapshot();
+    let budget_left = snapshot
+        .rate()
+        .map(|rate| rate.budget(r.now, &r.recent_sends).available)
+        .unwrap_or(0);
+    let (problem, next_send_at) = if r.webhook_url == PLACEHOLDER_URL {
+        (Some("placeholder URL: not a robot yet".to_string()), None)
+    } else if !r.is_active {
+        let why = r
+            .disabled_reason
+            .clone()
+            .unwrap_or_else(|| "by an operator".into());
+        (Some(format!("disabled: {why}")), None)
+    } else if let Err(why) = allowed.check(&r.webhook_url) {
+        (Some(format!("will be disabled: {why}")), None)
+    } else {
+        match decide(&snapshot, r.now, u32::MAX) {
+            Decision::Claim { .. } => (None, Some(r.now)),
+            Decision::Wait { until } => (None, Some(until)),
+            Decision::Disable { reason } => (Some(format!("will be disabled: {reason}")), None),
+        }
+    };
+    let send_window = snapshot.send_window().ok().map(|w| describe_window(&w, r));
+    RobotStatus {
+        name: r.webhook_name.clone(),
+        url: redact_url(&r.webhook_url),
+        enabled: r.is_active,
+        problem,
+        rate_limit: r.rate_limit,
+        rate_window_secs: r.rate_window_secs,
+        budget_left,
+        next_send_at,
+        send_window,
+        paused_until: r.paused_until.filter(|p| *p > r.now),
+        last_errcode: r.last_errcode,
+        last_error: r.last_error.as_deref().map(|e| redact(e).into_owned()),
+        last_error_at: r.last_error_at,
+        total_messages_sent: r.total_messages_sent,
+        last_used_at: r.last_used_at,
+    }
+}
+
+fn describe_window(w: &crate::rules::send_window::SendWindow, r: &RobotReport) -> String {
+    let hours = match w.hours {
+        Some((a, b)) => format!("{}-{}", a.format("%H:%M"), b.format("%H:%M")),
+        None => "any time".into(),
+    };
+    let days = match &r.send_days {
+        Some(d) => format!(" on ISO days {d:?}"),
+        None => String::new(),
+    };
+    format!("{hours}{days} {}", w.tz)
+}
+
+/// The text form: one block per destination.
+pub fn render(status: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if status.destinations.is_empty() {
+        out.push_str("no robots and no messages yet: INSERT INTO wecom_webhooks … (see README)\n");
+    }
+    for d in &status.destinations {
+        let c = &d.counts;
+        let _ = writeln!(
+            out,
+            "{}: {} pending, {} sending, {} sent, {} failed, {} cancelled, {} expired",
+            c.destination, c.pending, c.sending, c.sent, c.failed, c.cancelled, c.expired
+        );
+        if let Some(oldest) = c.oldest_pending {
+            let _ = writeln!(out, "  oldest pending since {oldest}");
+        }
+        if let Some(e) = &c.last_error {
+            let _ = writeln!(out, "  last error: {e}");
+        }
+        if d.robots.is_empty() {
+            let _ = writeln!(out, "  no robot serves this destination: its rows wait");
+        }
+        for r in &d.robots {
+            let state = match (&r.problem, r.next_send_at) {
+                (Some(p), _) => p.clone(),
+                (None, Some(at)) if at <= status.now => "ready now".into(),
+                (None, Some(at)) => format!("next send at {at}"),
+                (None, None) => "idle".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  robot {} [{}] {}: budget {}/{} per {}s, window {}, sent {} in total",
+                r.name,
+                if r.enabled { "enabled" } else { "DISABLED" },
+                state,
+                r.budget_left,
+                r.rate_limit,
+                r.rate_window_secs,
+                r.send_window.as_deref().unwrap_or("?"),
+                r.total_messages_sent
+            );
+            if let (Some(e), Some(at)) = (&r.last_error, r.last_error_at) {
+                let _ = writeln!(out, "    last error at {at}: {e}");
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,380 @@
+//! What may go now: which robots have work, and the claim itself. The claim is one short
+//! transaction per robot; no lock outlives it, and none is held across an HTTP call.
+
+use super::PgStore;
+use crate::rules::decide::{Decision, RobotSnapshot};
+use crate::store::{ClaimResult, Claimed, ClaimedRobot};
+use chrono::{DateTime, NaiveTime, Utc};
+use sqlx::{Postgres, Transaction};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Robots that may have something to send now: active, configured (not a Phase-1
+/// placeholder), due for a look, and with a claimable row in their destination.
+const DUE_ROBOTS: &str = r#"
+SELECT s.robot_id
+FROM wecom_robot_state s
+JOIN wecom_webhooks w ON w.id = s.robot_id
+WHERE s.next_check_at <= clock_timestamp()
+  AND NOT (s.robot_id = ANY($2))
+  AND coalesce(w.is_active, true)
+  AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+  AND EXISTS (
+        SELECT 1 FROM wecom_outbox o
+        WHERE o.webhook_name = coalesce(w.pool_name, w.webhook_name)
+          AND o.status = 'pending'
+          AND o.not_before <= clock_timestamp())
+ORDER BY s.next_check_at
+LIMIT $1
+"#;
+
+/// The earliest moment something may become possible: a robot with claimable work comes
+/// due, a delayed row's `not_before` passes, a lease ends, or a pending row expires.
+/// Robots this replica is serving right now (`$1`) are left out: their task will report.
+const NEXT_WAKE: &str = r#"
+SELECT least(
+    (SELECT min(s.next_check_at)
+       FROM wecom_robot_state s
+       JOIN wecom_webhooks w ON w.id = s.robot_id
+      WHERE coalesce(w.is_active, true)
+        AND NOT (s.robot_id = ANY($1))
+        AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+        AND EXISTS (SELECT 1 FROM wecom_outbox o
+                     WHERE o.webhook_name = coalesce(w.pool_name, w.webhook_name)
+                       AND o.status = 'pending'
+                       AND o.not_before <= clock_timestamp())),
+    (SELECT min(not_before) FROM wecom_outbox
+      WHERE status = 'pending' AND not_before > clock_timestamp()),
+    (SELECT min(locked_until) FROM wecom_outbox WHERE status = 'sending'),
+    (SELECT min(expires_at) FROM wecom_outbox
+      WHERE status = 'pending' AND expires_at IS NOT NULL)
+)
+"#;
+
+/// Lock the robot's state row (or skip it: another replica is deciding) and read what the
+/// rules need. The database's clock is the one clock every replica shares.
+const LOCK_ROBOT: &str = r#"
+SELECT w.id, w.webhook_name, coalesce(w.pool_name, w.webhook_name) AS destination,
+       w.webhook_url, w.rate_limit,
+       extract(epoch FROM w.rate_window)::float8 AS rate_window_secs,
+       w.send_window_start, w.send_window_end, w.send_days, w.timezone,
+       coalesce((SELECT value FROM wecom_settings WHERE name = 'default_timezone'), 'UTC')
+           AS default_timezone,
+       s.paused_until, s.consecutive_45009,
+       clock_timestamp() AS now
+FROM wecom_robot_state s
+JOIN wecom_webhooks w ON w.id = s.robot_id
+WHERE s.robot_id = $1
+  AND coalesce(w.is_active, true)
+  AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+FOR UPDATE OF s SKIP LOCKED
+"#;
+
+/// The robot's sends that can still count against its limit; older ones are deleted.
+const RECENT_SENDS: &str = r#"
+WITH forgotten AS (
+    DELETE FROM wecom_rate_slots
+    WHERE robot_id = $1 AND at <= $2 - make_interval(secs => $3)
+)
+SELECT at FROM wecom_rate_slots
+WHERE robot_id = $1 AND at > $2 - make_interval(secs => $3)
+"#;
+
+/// THE CLAIM: the destination's best pending rows, skipping rows another replica holds,
+/// leased to this worker. Higher priority first, then oldest first.
+const CLAIM_ROWS: &str = r#"
+WITH picked AS (
+    SELECT id
+    FROM wecom_outbox
+    WHERE webhook_name = $1
+      AND status = 'pending'
+      AND not_before <= $2
+      AND (expires_at IS NULL OR expires_at > $2)
+    ORDER BY priority DESC, created_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE wecom_outbox o
+SET status = 'sending',
+    attempts = o.attempts + 1,
+    locked_by = $4,
+    locked_until = $2 + make_interval(secs => $5),
+    robot_name = $6
+FROM picked
+WHERE o.id = picked.id
+RETURNING o.id, o.payload, o.attempts, o.max_attempts, o.priority, o.created_at
+"#;
+
+/// One reservation per claimed row, counted against the robot's limit from now on.
+const RESERVE_SLOTS: &str = r#"
+INSERT INTO wecom_rate_slots (robot_id, at)
+SELECT $1, $2 FROM generate_series(1, $3)
+RETURNING id
+"#;
+
+const SET_NEXT_CHECK: &str = "UPDATE wecom_robot_state SET next_check_at = $2 WHERE robot_id = $1";
+
+const DISABLE_ROBOT: &str = r#"
+UPDATE wecom_webhooks SET is_active = false, disabled_reason = $2 WHERE id = $1
+"#;
+
+#[derive(sqlx::FromRow)]
+struct LockedRobot {
+    id: i32,
+    webhook_name: String,
+    destination: String,
+    webhook_url: String,
+    rate_limit: i32,
+    rate_window_secs: f64,
+    send_window_start: Option<NaiveTime>,
+    send_window_end: Option<NaiveTime>,
+    send_days: Option<Vec<i32>>,
+    timezone: Option<String>,
+    default_timezone: String,
+    paused_until: Option<DateTime<Utc>>,
+    consecutive_45009: i32,
+    now: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: Uuid,
+    payload: serde_json::Value,
+    attempts: i32,
+    max_attempts: i32,
+    priority: i16,
+    created_at: DateTime<Utc>,
+}
+
+/// The rules' answer for a robot, given its snapshot, its URL and the database's `now`.
+pub trait Planner: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision {}
+impl<F: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision> Planner for F {}
+
+impl LockedRobot {
+    fn snapshot(&self, recent_sends: Vec<DateTime<Utc>>) -> RobotSnapshot {
+        RobotSnapshot {
+            rate_limit: self.rate_limit,
+            rate_window: self.rate_window(),
+            send_window_start: self.send_window_start,
+            send_window_end: self.send_window_end,
+            send_days: self.send_days.clone(),
+            timezone: self.timezone.clone(),
+            default_timezone: self.default_timezone.clone(),
+            paused_until: self.paused_until,
+            recent_sends,
+        }
+    }
+
+    fn rate_window(&self) -> Duration {
+        Duration::try_from_secs_f64(self.rate_window_secs).unwrap_or_default()
+    }
+
+    fn claimed(&self) -> ClaimedRobot {
+        ClaimedRobot {
+            id: self.id,
+            name: self.webhook_name.clone(),
+            destination: self.destination.clone(),
+            url: self.webhook_url.clone(),
+            rate_window: self.rate_window(),
+            consecutive_45009: self.consecutive_45009,
+        }
+    }
+}
+
+impl PgStore {
+    /// Up to `limit` robots worth a claim attempt now, most overdue first.
+    /// Robots in `busy` (served by this replica now) are left out.
+    pub async fn due_robots(&self, limit: i64, busy: &[i32]) -> sqlx::Result<Vec<i32>> {
+        sqlx::query_scalar(DUE_ROBOTS)
+            .bind(limit)
+            .bind(busy)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// When the worker should look again if no NOTIFY arrives first (`None`: nothing pending).
+    pub async fn next_wake(&self, busy: &[i32]) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(NEXT_WAKE)
+            .bind(busy)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Decide for one robot with `plan`, and claim what it allows, in one transaction.
+    #[tracing::instrument(skip(self, plan), fields(robot_id))]
+    pub async fn claim(
+        &self,
+        robot_id: i32,
+        worker_id: &str,
+        lease: Duration,
+        plan: impl Planner,
+    ) -> sqlx::Result<ClaimResult> {
+        let mut tx = self.pool.begin().await?;
+        let Some(robot) = sqlx::query_as::<_, LockedRobot>(LOCK_ROBOT)
+            .bind(robot_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(ClaimResult::Busy);
+        };
+        let horizon = 2.0 * robot.rate_window_secs + 1.0;
+        let recent: Vec<DateTime<Utc>> = sqlx::query_scalar(RECENT_SENDS)
+            .bind(robot_id)
+            .bind(robot.now)
+            .bind(horizon)
+            .fetch_all(&mut *tx)
+            .await?;
+        let result = match plan(&robot.snapshot(recent), &robot.webhook_url, robot.now) {
+            Decision::Disable { reason } => {
+                sqlx::query(DISABLE_ROBOT)
+                    .bind(robot_id)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await?;
+                ClaimResult::Disabled(reason)
+            }
+            Decision::Wait { until } => {
+                set_next_check(&mut tx, robot_id, until).await?;
+                ClaimResult::Waiting(until)
+            }
+            Decision::Claim {
+                take,
+                then_next_check,
+            } => {
+                let rows = claim_rows(&mut tx, &robot, take, worker_id, lease).await?;
+                let next = if rows.len() as u32 == take {
+                    then_next_check
+                } else {
+                    robot.now
+                };
+                set_next_check(&mut tx, robot_id, next).await?;
+                ClaimResult::Claimed(robot.claimed(), rows)
+            }
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+async fn set_next_check(
+    tx: &mut Transaction<'_, Postgres>,
+    robot_id: i32,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(SET_NEXT_CHECK)
+        .bind(robot_id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn claim_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    robot: &LockedRobot,
+    take: u32,
+    worker_id: &str,
+    lease: Duration,
+) -> sqlx::Result<Vec<Claimed>> {
+    let mut rows: Vec<ClaimedRow> = sqlx::query_as(CLAIM_ROWS)
+        .bind(&robot.destination)
+        .bind(robot.now)
+        .bind(i64::from(take))
+        .bind(worker_id)
+        .bind(lease.as_secs_f64())
+        .bind(&robot.webhook_name)
+        .fetch_all(&mut **tx)
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    rows.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.created_at.cmp(&b.created_at))
+    });
+    let slots: Vec<i64> = sqlx::query_scalar(RESERVE_SLOTS)
+        .bind(robot.id)
+        .bind(robot.now)
+        .bind(rows.len() as i32)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .zip(slots)
+        .map(|(row, slot_id)| Claimed {
+            id: row.id,
+            payload: row.payload,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            slot_id,
+        })
+        .collect())
+}
+
+/// A robot looked up by name for `send-test`: the robot itself, or the first active robot of
+/// a pool of that name.
+const FIND_ROBOT: &str = r#"
+SELECT id, webhook_name, coalesce(pool_name, webhook_name) AS destination, webhook_url,
+       coalesce(is_active, true) AS is_active, disabled_reason
+FROM wecom_webhooks
+WHERE webhook_name = $1 OR pool_name = $1
+ORDER BY (webhook_name = $1) DESC, coalesce(is_active, true) DESC, webhook_name
+LIMIT 1
+"#;
+
+/// A robot as `send-test` sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NamedRobot {
+    pub id: i32,
+    pub webhook_name: String,
+    pub destination: String,
+    /// Contains the key: never print it unredacted.
+    pub webhook_url: String,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+}
+
+impl PgStore {
+    /// The robot `send-test NAME` means.
+    pub async fn find_robot(&self, name: &str) -> sqlx::Result<Option<NamedRobot>> {
+        sqlx::query_as(FIND_ROBOT)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Reserve one send against the robot's limit, if `has_budget` agrees; `Err(when)` says
+    /// when one frees. `Ok(None)` means another replica holds the robot right now.
+    pub async fn reserve_one(
+        &self,
+        robot_id: i32,
+        has_budget: impl FnOnce(&RobotSnapshot, DateTime<Utc>) -> Result<(), DateTime<Utc>>,
+    ) -> sqlx::Result<Result<Option<i64>, DateTime<Utc>>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(robot) = sqlx::query_as::<_, LockedRobot>(LOCK_ROBOT)
+            .bind(robot_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Ok(None));
+        };
+        let recent: Vec<DateTime<Utc>> = sqlx::query_scalar(RECENT_SENDS)
+            .bind(robot_id)
+            .bind(robot.now)
+            .bind(2.0 * robot.rate_window_secs + 1.0)
+            .fetch_all(&mut *tx)
+            .await?;
+        if let Err(when) = has_budget(&robot.snapshot(recent), robot.now) {
+            return Ok(Err(when));
+        }
+        let slot: i64 = sqlx::query_scalar(RESERVE_SLOTS)
+            .bind(robot_id)
+            .bind(robot.now)
+            .bind(1)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(Some(slot)))
+    }
+}

@@ -1,0 +1,98 @@
+//! The PostgreSQL backend: connection, migrations, notifications, and the operations in
+//! `claim` (what may go now), `finish` (what happened) and `report` (what `status` shows).
+
+mod claim;
+mod finish;
+mod report;
+
+pub use claim::NamedRobot;
+pub use report::{DestinationCounts, RobotReport};
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The channel the INSERT trigger notifies, with the destination as payload.
+pub const CHANNEL: &str = "wecom_outbox";
+
+/// The migrations under `migrations/postgres`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A pool of connections and the operations the worker and CLI need.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// `url` with any password replaced, for messages.
+pub fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparseable DATABASE_URL)".into(),
+    }
+}
+
+impl PgStore {
+    /// A pool that connects on first use and reconnects by itself, so a worker started while
+    /// PostgreSQL is down waits for it instead of exiting.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .with_context(|| format!("DATABASE_URL {} is not a PostgreSQL URL", display_url(url)))?
+            .application_name("wecom-outbox");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// Connect now, or say plainly why not (for one-shot commands).
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let store = Self::connect_lazy(url, 4)?;
+        sqlx::query("SELECT 1")
+            .execute(&store.pool)
+            .await
+            .with_context(|| format!("cannot connect to {}", display_url(url)))?;
+        Ok(store)
+    }
+
+    /// The underlying pool, for tests and for SQL-level commands (reminders, preview).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply the embedded migrations; a second run does nothing.
+    #[tracing::instrument(skip(self))]
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await.context("migration failed")?;
+        Ok(())
+    }
+
+    /// An error that says what to do when the schema is missing.
+    pub async fn check_schema(&self) -> anyhow::Result<()> {
+        let present: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('wecom_outbox')::text")
+                .fetch_one(&self.pool)
+                .await?;
+        anyhow::ensure!(
+            present.is_some(),
+            "table wecom_outbox does not exist in this database: run `wecom-outbox migrate` first"
+        );
+        Ok(())
+    }
+
+    /// A listener on the outbox channel; NOTIFYs lost while it reconnects are caught by the
+    /// worker's timed wake-ups.
+    pub async fn listen(&self) -> anyhow::Result<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
+    }
+}

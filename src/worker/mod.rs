@@ -1,0 +1,239 @@
+//! The worker loop: wake, find robots with work, claim, send, record, sleep until the next
+//! thing can happen. Replicas share nothing but the database.
+
+mod robot;
+
+use crate::rules::retry::RetryPolicy;
+use crate::store::Store;
+use crate::wecom::allowed_hosts::AllowedHosts;
+use crate::wecom::client::WeComClient;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::Utc;
+use sqlx::postgres::PgListener;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How a replica behaves; `run`'s flags fill it.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names the replica in logs and in `locked_by`.
+    pub worker_id: String,
+    pub retry: RetryPolicy,
+    /// How long a claimed row is ours before another replica may rescue it.
+    pub lease: Duration,
+    /// At most this many rows per claim (and so per burst of one robot).
+    pub batch_size: u32,
+    /// Robots served at once by this replica.
+    pub concurrency: usize,
+    /// On SIGTERM, how long in-flight sends may take before the rest is abandoned to leases.
+    pub shutdown_grace: Duration,
+    /// The longest sleep without a reason (NOTIFYs can be lost while reconnecting).
+    pub max_idle: Duration,
+    pub allowed_hosts: AllowedHosts,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            worker_id: default_worker_id(),
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(120),
+            batch_size: 20,
+            concurrency: 64,
+            shutdown_grace: Duration::from_secs(15),
+            max_idle: Duration::from_secs(30),
+            allowed_hosts: AllowedHosts::default(),
+        }
+    }
+}
+
+/// `host-pid`: unique enough to tell replicas apart in `locked_by`.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// What every robot task shares.
+pub(crate) struct Worker {
+    pub(crate) store: Store,
+    pub(crate) client: WeComClient,
+    pub(crate) config: WorkerConfig,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Run one replica until `shutdown` is cancelled; then finish or release what it claimed.
+pub async fn run(
+    store: Store,
+    client: WeComClient,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let worker = Arc::new(Worker {
+        store,
+        client,
+        config,
+        shutdown,
+    });
+    tracing::info!(worker_id = %worker.config.worker_id, "worker started");
+    let mut state = LoopState::default();
+    while !worker.shutdown.is_cancelled() {
+        let wake_at = worker.tick(&mut state).await;
+        worker.wait(&mut state, wake_at).await;
+    }
+    worker.drain(&mut state.tasks).await;
+    tracing::info!(worker_id = %worker.config.worker_id, "worker stopped");
+    Ok(())
+}
+
+#[derive(Default)]
+struct LoopState {
+    tasks: JoinSet<i32>,
+    /// The robot each running task serves.
+    busy: HashMap<tokio::task::Id, i32>,
+    listener: Option<PgListener>,
+    last_housekeeping: Option<Instant>,
+    db_failures: usize,
+}
+
+/// Housekeeping (expiry, lease rescue) runs at most this often.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+/// A tick that started nothing sleeps at least this long, so no state can spin the loop.
+const MIN_IDLE: Duration = Duration::from_millis(20);
+
+impl Worker {
+    /// One pass: housekeeping, start tasks for due robots; returns when to look again.
+    async fn tick(self: &Arc<Self>, state: &mut LoopState) -> Instant {
+        match self.try_tick(state).await {
+            Ok(wake_at) => {
+                state.db_failures = 0;
+                wake_at
+            }
+            Err(e) => {
+                state.db_failures += 1;
+                let delay = db_backoff(state.db_failures);
+                tracing::warn!(error = %e, retry_in = ?delay, "database unavailable; nothing is lost, retrying");
+                state.listener = None;
+                Instant::now() + delay
+            }
+        }
+    }
+
+    async fn try_tick(self: &Arc<Self>, state: &mut LoopState) -> sqlx::Result<Instant> {
+        if state.listener.is_none() {
+            state.listener = Some(self.store.listen().await.map_err(into_sqlx)?);
+        }
+        if state
+            .last_housekeeping
+            .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
+        {
+            let (expired, rescued) = self.store.housekeeping().await?;
+            if expired + rescued as u64 > 0 {
+                tracing::info!(expired, rescued, "housekeeping");
+            }
+            state.last_housekeeping = Some(Instant::now());
+        }
+        let busy: Vec<i32> = state.busy.values().copied().collect();
+        let free = self.config.concurrency.saturating_sub(busy.len());
+        let mut started = 0;
+        if free > 0 {
+            for robot_id in self.store.due_robots(free as i64, &busy).await? {
+                let task = state.tasks.spawn(robot::serve(self.clone(), robot_id));
+                state.busy.insert(task.id(), robot_id);
+                started += 1;
+            }
+        }
+        let now = Instant::now();
+        let wake = match self.store.next_wake(&busy).await? {
+            Some(at) => now + (at - Utc::now()).to_std().unwrap_or_default(),
+            None => now + self.config.max_idle,
+        };
+        let floor = if started == 0 { now + MIN_IDLE } else { now };
+        Ok(wake.clamp(floor, now + self.config.max_idle))
+    }
+
+    /// Sleep until `wake_at`, a NOTIFY, a finished robot task, or shutdown.
+    async fn wait(&self, state: &mut LoopState, wake_at: Instant) {
+        let listener = state.listener.as_mut();
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
+            Some(done) = state.tasks.join_next_with_id(), if !state.tasks.is_empty() => {
+                forget(state, done);
+                while let Some(done) = state.tasks.try_join_next_with_id() {
+                    forget(state, done);
+                }
+            }
+            notified = recv(listener) => {
+                if notified.is_err() {
+                    state.listener = None;
+                }
+            }
+        }
+    }
+
+    /// Let in-flight sends finish (bounded by the grace period); claimed rows not yet sent
+    /// are released by their tasks.
+    async fn drain(&self, tasks: &mut JoinSet<i32>) {
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, "shutting down: finishing in-flight sends");
+        }
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, all_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace period over: abandoning remaining sends; their leases will expire and another replica will retry them"
+            );
+            tasks.abort_all();
+        }
+    }
+}
+
+/// A finished (or panicked) task's robot can be served again.
+fn forget(state: &mut LoopState, done: Result<(tokio::task::Id, i32), tokio::task::JoinError>) {
+    let id = match done {
+        Ok((id, _)) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
+            e.id()
+        }
+    };
+    state.busy.remove(&id);
+}
+
+async fn recv(listener: Option<&mut PgListener>) -> sqlx::Result<()> {
+    match listener {
+        Some(l) => l.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+fn into_sqlx(e: anyhow::Error) -> sqlx::Error {
+    match e.downcast::<sqlx::Error>() {
+        Ok(e) => e,
+        Err(e) => sqlx::Error::Protocol(e.to_string()),
+    }
+}
+
+/// Delay before the `n`-th consecutive retry of a database operation: 100 ms doubling to 10 s.
+pub(crate) fn db_backoff(n: usize) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(n.saturating_sub(1))
+        .unwrap_or(Duration::from_secs(10))
+}
