@@ -10,5 +10,6 @@ pub mod cli;
 pub mod rules;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 pub mod wecom;
 pub mod worker;

@@ -69,7 +69,7 @@ impl Invalid {
 type Check = Result<(), Invalid>;
 
 /// Checks a complete WeCom body (`{"msgtype":…, "<msgtype>":{…}}`) against WeCom's rules.
-pub fn validate(body: &Value) -> Check {
+pub fn validate(body: &Value) -> Result<(), Invalid> {
     let obj = body
         .as_object()
         .ok_or_else(|| Invalid::new(INVALID_ARGS, "the message body must be a JSON object"))?;

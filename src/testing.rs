@@ -1,0 +1,231 @@
+//! Helpers for tests against a real PostgreSQL and the WeCom stand-in — ours, and yours if
+//! you embed the worker: a fresh database per test, robots pointed at the stand-in, and
+//! in-process worker replicas that stop cleanly.
+
+use crate::rules::retry::RetryPolicy;
+use crate::store::Store;
+use crate::wecom::allowed_hosts::AllowedHosts;
+use crate::wecom::client::WeComClient;
+use crate::wecom::standin::{Standin, StandinConfig};
+use crate::worker::{self, WorkerConfig};
+use sqlx::Connection;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A database of its own for one test, created on the server `DATABASE_URL` names and
+/// dropped when the value is dropped.
+pub struct TestDatabase {
+    /// The URL of the test's own database.
+    pub url: String,
+    pub store: Store,
+    admin_url: String,
+    name: String,
+}
+
+/// `DATABASE_URL`, or a panic that says how to get one.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: run the tests with scripts/test (it starts a throwaway PostgreSQL), \
+         or point DATABASE_URL at a server where this user may CREATE DATABASE",
+    )
+}
+
+/// `url` with its database replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = reqwest::Url::parse(url).expect("DATABASE_URL is a URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+impl TestDatabase {
+    /// An empty database (no migrations applied).
+    pub async fn empty() -> Self {
+        let admin_url = server_url();
+        let name = format!("wecom_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        let url = with_database(&admin_url, &name);
+        let store = Store::connect_lazy(&url, 20).expect("test database URL");
+        TestDatabase {
+            url,
+            store,
+            admin_url,
+            name,
+        }
+    }
+
+    /// A migrated database.
+    pub async fn migrated() -> Self {
+        let db = Self::empty().await;
+        db.store.migrate().await.expect("migrations apply");
+        db
+    }
+
+    /// Run SQL that must succeed (several statements allowed).
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"));
+    }
+
+    /// Run SQL that must fail; returns the error text.
+    pub async fn exec_err(&self, sql: &str) -> String {
+        match sqlx::raw_sql(sql).execute(self.store.pool()).await {
+            Ok(_) => panic!("expected an error from: {sql}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// One number from a query such as `SELECT count(*) …`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"))
+    }
+
+    /// Add a robot at the stand-in: `key` becomes its key, `pool` its pool.
+    pub async fn add_robot(
+        &self,
+        standin: &Standin,
+        name: &str,
+        pool: Option<&str>,
+        limit: u32,
+        window: Duration,
+    ) {
+        sqlx::query(
+            "INSERT INTO wecom_webhooks (webhook_name, webhook_url, pool_name, rate_limit, rate_window)
+             VALUES ($1, $2, $3, $4, make_interval(secs => $5))",
+        )
+        .bind(name)
+        .bind(standin.url_for(&format!("key-{name}")))
+        .bind(pool)
+        .bind(limit as i32)
+        .bind(window.as_secs_f64())
+        .execute(self.store.pool())
+        .await
+        .expect("insert robot");
+    }
+
+    /// Enqueue `n` text messages `"{prefix} {i}"` for `destination`.
+    pub async fn enqueue(&self, destination: &str, prefix: &str, n: i64) {
+        sqlx::query(
+            "INSERT INTO wecom_outbox (webhook_name, content, message_type)
+             SELECT $1, $2 || ' ' || i, 'test' FROM generate_series(1, $3) i",
+        )
+        .bind(destination)
+        .bind(prefix)
+        .bind(n)
+        .execute(self.store.pool())
+        .await
+        .expect("enqueue");
+    }
+
+    /// Rows by status, e.g. `status_count("sent")`.
+    pub async fn status_count(&self, status: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM wecom_outbox WHERE status = $1")
+            .bind(status)
+            .fetch_one(self.store.pool())
+            .await
+            .expect("count by status")
+    }
+
+    /// Wait until `sql` returns `want`, or panic after `timeout` with what it returned.
+    pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.count(sql).await;
+            if got == want {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out: {sql} returned {got}, wanted {want}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let pool = self.store.pool().clone();
+        // Drop runs outside any runtime guarantee: use a thread with its own small runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                pool.close().await;
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A stand-in on a free loopback port.
+pub async fn standin(limit: usize, window: Duration) -> Standin {
+    Standin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        StandinConfig { limit, window },
+    )
+    .await
+    .expect("start the WeCom stand-in")
+}
+
+/// A worker configuration for tests: fast retries, short leases, the stand-in allowed.
+pub fn fast_config(worker_id: &str, standin: &Standin) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: worker_id.into(),
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        },
+        lease: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(5),
+        max_idle: Duration::from_secs(2),
+        allowed_hosts: AllowedHosts::parse(&standin.local_addr().to_string())
+            .expect("stand-in address"),
+        ..WorkerConfig::default()
+    }
+}
+
+/// A worker replica running in this process.
+pub struct Replica {
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    /// Start a replica on its own connection pool (as a separate process would have).
+    pub fn start(db: &TestDatabase, config: WorkerConfig) -> Replica {
+        let store = Store::connect_lazy(&db.url, 10).expect("replica pool");
+        let client = WeComClient::new(Duration::from_secs(5)).expect("client");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(worker::run(store, client, config, shutdown.clone()));
+        Replica { shutdown, handle }
+    }
+
+    /// Ask it to stop and wait until it has.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle
+            .await
+            .expect("replica task")
+            .expect("replica result");
+    }
+}
