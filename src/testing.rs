@@ -155,25 +155,35 @@ impl TestDatabase {
 }
 
 impl Drop for TestDatabase {
+    /// Drops the test's database (FORCE ends its connections). Tests must run on a
+    /// multi-threaded runtime (`#[tokio::test(flavor = "multi_thread")]`): blocking a
+    /// current-thread runtime here would stall the connections this needs.
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let pool = self.store.pool().clone();
-        // Drop runs outside any runtime guarantee: use a thread with its own small runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async move {
-                pool.close().await;
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        let work = async move {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .ok()
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(work));
+            }
+            Ok(_) => eprintln!(
+                "TestDatabase {}: not dropped (test runs on a current-thread runtime)",
+                self.name
+            ),
+            Err(_) => {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(work);
+                }
+            }
+        }
     }
 }
 

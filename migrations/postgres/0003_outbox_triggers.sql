@@ -134,17 +134,32 @@ CREATE OR REPLACE FUNCTION wecom_outbox_before_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     problem text;
+    pool    text;
 BEGIN
     IF NEW.webhook_name IS NULL OR NEW.webhook_name = '' THEN
         RAISE EXCEPTION 'wecom_outbox: webhook_name is required (a robot or pool name from wecom_webhooks)'
             USING ERRCODE = 'not_null_violation';
     END IF;
+    -- A destination is what robots serve: coalesce(pool_name, webhook_name). A pooled robot's
+    -- own name is not one (no worker would ever claim the row).
     IF NOT EXISTS (SELECT 1 FROM wecom_webhooks
-                   WHERE webhook_name = NEW.webhook_name OR pool_name = NEW.webhook_name) THEN
+                   WHERE coalesce(pool_name, webhook_name) = NEW.webhook_name) THEN
+        SELECT pool_name INTO pool FROM wecom_webhooks WHERE webhook_name = NEW.webhook_name;
+        IF pool IS NOT NULL THEN
+            RAISE EXCEPTION 'wecom_outbox: robot % belongs to pool %: send to the pool %', NEW.webhook_name, pool, pool
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
         RAISE EXCEPTION 'wecom_outbox: unknown destination %: no robot or pool of that name in wecom_webhooks', NEW.webhook_name
             USING ERRCODE = 'foreign_key_violation';
     END IF;
 
+    -- An UPDATE of the plain columns of a row whose payload was built from them builds it
+    -- again, so the message sent is the one the row shows.
+    IF TG_OP = 'UPDATE' AND NEW.payload IS NOT DISTINCT FROM OLD.payload
+       AND OLD.payload IS NOT DISTINCT FROM
+           wecom_payload_from_columns(OLD.content, OLD.title, OLD.description, OLD.url, OLD.picurl) THEN
+        NEW.payload := NULL;
+    END IF;
     IF NEW.payload IS NULL THEN
         NEW.payload := wecom_payload_from_columns(NEW.content, NEW.title, NEW.description, NEW.url, NEW.picurl);
     END IF;
@@ -187,9 +202,11 @@ CREATE TRIGGER wecom_outbox_before_insert
 
 DROP TRIGGER IF EXISTS wecom_outbox_before_update_message ON wecom_outbox;
 CREATE TRIGGER wecom_outbox_before_update_message
-    BEFORE UPDATE OF webhook_name, payload ON wecom_outbox
+    BEFORE UPDATE OF webhook_name, payload, content, title, description, url, picurl ON wecom_outbox
     FOR EACH ROW
-    WHEN (NEW.webhook_name IS DISTINCT FROM OLD.webhook_name OR NEW.payload IS DISTINCT FROM OLD.payload)
+    WHEN ((NEW.webhook_name, NEW.payload, NEW.content, NEW.title, NEW.description, NEW.url, NEW.picurl)
+          IS DISTINCT FROM
+          (OLD.webhook_name, OLD.payload, OLD.content, OLD.title, OLD.description, OLD.url, OLD.picurl))
     EXECUTE FUNCTION wecom_outbox_before_write();
 
 -- Wake the workers once per destination per statement (a 100 000-row INSERT sends a handful).
@@ -235,13 +252,17 @@ CREATE TRIGGER wecom_webhooks_after_write
 CREATE OR REPLACE FUNCTION wecom_webhooks_before_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.timezone IS NOT NULL THEN
-        BEGIN
-            PERFORM now() AT TIME ZONE NEW.timezone;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE EXCEPTION 'wecom_webhooks: timezone % is not a time zone name (use an IANA name such as Asia/Hong_Kong)', NEW.timezone
-                USING ERRCODE = 'check_violation';
-        END;
+    -- Only IANA zone names (as the worker reads them): PostgreSQL alone would also take
+    -- abbreviations ('HKT') and POSIX strings ('UTC+8', which means UTC-8). Checked when the
+    -- zone is written, not on every UPDATE the worker makes.
+    IF NEW.timezone IS NOT NULL
+       AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+       AND NOT EXISTS (SELECT 1 FROM pg_timezone_names
+                       WHERE name = NEW.timezone
+                         AND name !~ '^(posix|right)/'
+                         AND name NOT IN ('localtime', 'posixrules', 'Factory')) THEN
+        RAISE EXCEPTION 'wecom_webhooks: timezone % is not an IANA time zone name (such as Asia/Hong_Kong; names are case-sensitive)', NEW.timezone
+            USING ERRCODE = 'check_violation';
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF NEW.webhook_url IS DISTINCT FROM OLD.webhook_url

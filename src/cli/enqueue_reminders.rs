@@ -16,7 +16,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&args.db.url).await?;
+    let store = Store::connect(args.db.url()?).await?;
+    store.check_schema().await?;
     let n: i32 = sqlx::query_scalar("SELECT wecom_enqueue_fee_reminders($1)")
         .bind(args.date)
         .fetch_one(store.pool())

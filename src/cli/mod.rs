@@ -28,7 +28,20 @@ pub struct Cli {
 pub struct Database {
     /// PostgreSQL URL, e.g. postgres://user@host:5432/school
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
-    pub url: String,
+    url: Option<String>,
+}
+
+impl Database {
+    /// The URL, or an error that says how to give one (clap's own message names only the flag).
+    pub fn url(&self) -> anyhow::Result<&str> {
+        match self.url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => Ok(url),
+            _ => anyhow::bail!(
+                "DATABASE_URL is not set: export DATABASE_URL=postgres://user@host:5432/school \
+                 (or pass --database-url)"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,11 +83,40 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let text = format!("error: {e:#}");
+            let text = format!("error: {}", describe_error(&e));
             eprintln!("{}", crate::wecom::redact::redact(&text));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. sqlx's errors repeat their source in their own
+/// text, so a cause already said is not said again; a pool timeout gets the likely reason.
+fn describe_error(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        let said = said.trim();
+        if said.is_empty() || text.contains(said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(said);
+    }
+    let timed_out = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        )
+    });
+    if timed_out {
+        text.push_str(
+            " (no connection could be opened: is PostgreSQL running and accepting connections at that host and port?)",
+        );
+    }
+    text.replace(['\n', '\r'], " ")
 }
 
 /// Parse `200ms`, `5s`, `1m30s`, … for duration flags.

@@ -52,7 +52,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let allowed_hosts = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
-    let store = Store::connect_lazy(&args.db.url, args.max_connections)?;
+    let store = Store::connect_lazy(args.db.url()?, args.max_connections)?;
     if let Err(e) = store.check_schema().await {
         // A missing schema is fatal; an unreachable database is waited for by the loop.
         if e.downcast_ref::<sqlx::Error>().is_none() {

@@ -32,7 +32,8 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let allowed = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
-    let store = Store::connect(&args.db.url).await?;
+    let store = Store::connect(args.db.url()?).await?;
+    store.check_schema().await?;
     let Some(robot) = store.find_robot(&args.webhook_name).await? else {
         anyhow::bail!(
             "no robot or pool named {:?} in wecom_webhooks",

@@ -66,7 +66,7 @@ pub struct RobotStatus {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let allowed = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
-    let store = Store::connect(&args.db.url).await?;
+    let store = Store::connect(args.db.url()?).await?;
     store.check_schema().await?;
     let status = gather(&store, &allowed).await?;
     if args.json {
@@ -81,7 +81,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Status> {
     let counts = store.destination_counts().await?;
     let robots = store.robot_reports().await?;
-    let now = robots.first().map(|r| r.now).unwrap_or_else(Utc::now);
+    // Each robot row carries its own clock reading; the latest is "now" for all of them, so
+    // a robot that may send at its own reading shows as ready now rather than "next send at"
+    // a moment in the past.
+    let now = robots.iter().map(|r| r.now).max().unwrap_or_else(Utc::now);
     let destinations = counts
         .into_iter()
         .map(|counts| {

@@ -68,6 +68,9 @@ pub(crate) struct Worker {
     pub(crate) client: WeComClient,
     pub(crate) config: WorkerConfig,
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: sends still in flight are given up
+    /// (their rows' leases expire) and everything else claimed is released.
+    pub(crate) abandon: CancellationToken,
 }
 
 /// Run one replica until `shutdown` is cancelled; then finish or release what it claimed.
@@ -77,11 +80,13 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let abandon = CancellationToken::new();
     let worker = Arc::new(Worker {
         store,
         client,
         config,
         shutdown,
+        abandon,
     });
     tracing::info!(worker_id = %worker.config.worker_id, "worker started");
     let mut state = LoopState::default();
@@ -187,18 +192,31 @@ impl Worker {
         if in_flight > 0 {
             tracing::info!(in_flight, "shutting down: finishing in-flight sends");
         }
-        let all_done = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.config.shutdown_grace, all_done)
+        if tokio::time::timeout(self.config.shutdown_grace, join_all(tasks))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(
+            "shutdown grace period over: giving up sends still in flight (their leases expire and another replica retries them); releasing the rest"
+        );
+        self.abandon.cancel();
+        if tokio::time::timeout(RELEASE_GRACE, join_all(tasks))
             .await
             .is_err()
         {
-            tracing::warn!(
-                "shutdown grace period over: abandoning remaining sends; their leases will expire and another replica will retry them"
-            );
             tasks.abort_all();
         }
     }
 }
+
+async fn join_all(tasks: &mut JoinSet<i32>) {
+    while tasks.join_next().await.is_some() {}
+}
+
+/// After the grace period, how long tasks get to hand back their unsent rows.
+const RELEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// A finished (or panicked) task's robot can be served again.
 fn forget(state: &mut LoopState, done: Result<(tokio::task::Id, i32), tokio::task::JoinError>) {

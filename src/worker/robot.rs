@@ -56,7 +56,14 @@ impl Worker {
                 self.release(&rest).await;
                 return;
             }
-            let reply = self.client.send(&robot.url, &row.payload).await;
+            let reply = tokio::select! {
+                reply = self.client.send(&robot.url, &row.payload) => reply,
+                _ = self.abandon.cancelled() => {
+                    // The lease of `row` decides its fate; the rest go back now.
+                    self.release(&rows.collect::<Vec<_>>()).await;
+                    return;
+                }
+            };
             let outcome = classify(&reply);
             let finish = self.finish_for(robot, &row, &reply, outcome);
             log_outcome(robot, &row, &reply, &finish);

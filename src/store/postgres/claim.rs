@@ -312,14 +312,17 @@ async fn claim_rows(
         .collect())
 }
 
-/// A robot looked up by name for `send-test`: the robot itself, or the first active robot of
-/// a pool of that name.
+/// A robot looked up by name for `send-test`: the robot itself, or the first configured,
+/// active robot of a pool of that name.
 const FIND_ROBOT: &str = r#"
 SELECT id, webhook_name, coalesce(pool_name, webhook_name) AS destination, webhook_url,
        coalesce(is_active, true) AS is_active, disabled_reason
 FROM wecom_webhooks
 WHERE webhook_name = $1 OR pool_name = $1
-ORDER BY (webhook_name = $1) DESC, coalesce(is_active, true) DESC, webhook_name
+ORDER BY (webhook_name = $1) DESC,
+         (webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT') DESC,
+         coalesce(is_active, true) DESC,
+         webhook_name
 LIMIT 1
 "#;
 

@@ -10,7 +10,7 @@ pub use report::{DestinationCounts, RobotReport};
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -26,6 +26,28 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// Connection options from `DATABASE_URL`, or an error that says what is wrong with it.
+fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    match scheme {
+        "postgres" | "postgresql" => {}
+        "mysql" | "mariadb" => anyhow::bail!(
+            "DATABASE_URL is a {scheme}:// URL: the MySQL/MariaDB backend is not available in this version; use a postgres:// URL"
+        ),
+        _ => anyhow::bail!(
+            "DATABASE_URL must look like postgres://user:password@host:5432/database (got {})",
+            display_url(url)
+        ),
+    }
+    let options = PgConnectOptions::from_str(url).with_context(|| {
+        format!(
+            "DATABASE_URL {} is not a valid PostgreSQL URL",
+            display_url(url)
+        )
+    })?;
+    Ok(options.application_name("wecom-outbox"))
+}
+
 /// `url` with any password replaced, for messages.
 pub fn display_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -35,7 +57,7 @@ pub fn display_url(url: &str) -> String {
             }
             u.to_string()
         }
-        Err(_) => "(unparseable DATABASE_URL)".into(),
+        Err(_) => "(a value that is not a URL)".into(),
     }
 }
 
@@ -43,24 +65,23 @@ impl PgStore {
     /// A pool that connects on first use and reconnects by itself, so a worker started while
     /// PostgreSQL is down waits for it instead of exiting.
     pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let options = PgConnectOptions::from_str(url)
-            .with_context(|| format!("DATABASE_URL {} is not a PostgreSQL URL", display_url(url)))?
-            .application_name("wecom-outbox");
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
+            .connect_lazy_with(options(url)?);
         Ok(PgStore { pool })
     }
 
-    /// Connect now, or say plainly why not (for one-shot commands).
+    /// Connect now, or say plainly why not (for one-shot commands): one direct connection
+    /// first, so "connection refused" or "password authentication failed" reaches the user
+    /// instead of a pool time-out.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let store = Self::connect_lazy(url, 4)?;
-        sqlx::query("SELECT 1")
-            .execute(&store.pool)
+        let options = options(url)?;
+        let probe = PgConnection::connect_with(&options)
             .await
             .with_context(|| format!("cannot connect to {}", display_url(url)))?;
-        Ok(store)
+        let _ = probe.close().await;
+        Self::connect_lazy(url, 4)
     }
 
     /// The underlying pool, for tests and for SQL-level commands (reminders, preview).
