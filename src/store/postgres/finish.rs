@@ -6,14 +6,42 @@ use crate::store::{Claimed, ClaimedRobot, Finish};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-/// Only the lease holder may finish a row; a row whose lease was lost is someone else's now.
-const MARK_SENT: &str = r#"
-UPDATE wecom_outbox
-SET status = 'sent', sent_at = now(), last_errcode = 0, last_error = NULL,
-    locked_by = NULL, locked_until = NULL, robot_name = $3
-WHERE id = $1 AND status = 'sending' AND locked_by = $2
+/// The hot path in one statement (one round trip, atomic): the row becomes `sent`, gets its
+/// log row, its robot's Phase-1 counters move, and its slot takes WeCom's answer time.
+/// Nothing but the slot changes if the lease was lost meanwhile.
+const RECORD_SENT: &str = r#"
+WITH done AS (
+    UPDATE wecom_outbox
+    SET status = 'sent', sent_at = now(), last_errcode = 0, last_error = NULL,
+        locked_by = NULL, locked_until = NULL, robot_name = $3
+    WHERE id = $1 AND status = 'sending' AND locked_by = $2
+    RETURNING *
+),
+logged AS (
+    INSERT INTO wecom_message_log
+        (webhook_name, message_type, message_content, enrollment_id, send_status,
+         send_timestamp, outbox_id, robot_name, errcode, attempts)
+    SELECT left(webhook_name, 100), left(message_type, 50), payload::text, enrollment_id,
+           'sent', now(), id, $3, 0, attempts
+    FROM done
+    ON CONFLICT (outbox_id) DO NOTHING
+),
+counted AS (
+    UPDATE wecom_webhooks
+    SET last_used_at = now(), total_messages_sent = coalesce(total_messages_sent, 0) + 1
+    WHERE id = $4 AND EXISTS (SELECT 1 FROM done)
+),
+settled AS (
+    UPDATE wecom_rate_slots SET at = greatest(at, clock_timestamp()) WHERE id = $5
+),
+healthy AS (
+    UPDATE wecom_robot_state SET consecutive_45009 = 0
+    WHERE robot_id = $4 AND consecutive_45009 <> 0 AND EXISTS (SELECT 1 FROM done)
+)
+SELECT count(*) FROM done
 "#;
 
+/// Only the lease holder may finish a row; a row whose lease was lost is someone else's now.
 const MARK_FAILED: &str = r#"
 UPDATE wecom_outbox
 SET status = 'failed', last_errcode = $3, last_error = $4,
@@ -54,10 +82,6 @@ WHERE id = $1
 /// The send counts from when WeCom answered, which is no earlier than when it arrived.
 const SETTLE_SLOT: &str =
     "UPDATE wecom_rate_slots SET at = greatest(at, clock_timestamp()) WHERE id = $1";
-
-const ROBOT_OK: &str = r#"
-UPDATE wecom_robot_state SET consecutive_45009 = 0 WHERE robot_id = $1 AND consecutive_45009 <> 0
-"#;
 
 const ROBOT_ERROR: &str = r#"
 UPDATE wecom_robot_state
@@ -129,13 +153,24 @@ impl PgStore {
         row: &Claimed,
         outcome: &Finish,
     ) -> sqlx::Result<bool> {
+        if *outcome == Finish::Sent {
+            let done: i64 = sqlx::query_scalar(RECORD_SENT)
+                .bind(row.id)
+                .bind(worker_id)
+                .bind(&robot.name)
+                .bind(robot.id)
+                .bind(row.slot_id)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(done == 1);
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query(SETTLE_SLOT)
             .bind(row.slot_id)
             .execute(&mut *tx)
             .await?;
         let owned = match outcome {
-            Finish::Sent => mark_sent(&mut tx, worker_id, robot, row.id).await?,
+            Finish::Sent => unreachable!("recorded above in one statement"),
             Finish::Failed { errcode, error } => {
                 let owned = sqlx::query(MARK_FAILED)
                     .bind(row.id)
@@ -237,33 +272,6 @@ impl PgStore {
         tx.commit().await?;
         Ok((expired, rescued))
     }
-}
-
-async fn mark_sent(
-    tx: &mut Transaction<'_, Postgres>,
-    worker_id: &str,
-    robot: &ClaimedRobot,
-    id: Uuid,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(MARK_SENT)
-        .bind(id)
-        .bind(worker_id)
-        .bind(&robot.name)
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() != 1 {
-        return Ok(false);
-    }
-    write_log(tx, id, &robot.name).await?;
-    sqlx::query(COUNT_ROBOT_SEND)
-        .bind(robot.id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(ROBOT_OK)
-        .bind(robot.id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(true)
 }
 
 async fn write_log(tx: &mut Transaction<'_, Postgres>, id: Uuid, robot: &str) -> sqlx::Result<()> {

@@ -1,0 +1,323 @@
+//! Benchmarks: `cargo run --release --bin bench -- SCENARIO [--smoke]` with `DATABASE_URL`
+//! set (bench/run starts a throwaway PostgreSQL when it is not). One JSON line per scenario.
+//! Scenarios: drain, makespan, latency, backlog, many-robots, all.
+
+use serde_json::json;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use wecom_outbox::store::Store;
+use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
+use wecom_outbox::wecom::standin::Standin;
+
+#[derive(Clone, Copy)]
+struct Size {
+    smoke: bool,
+}
+
+impl Size {
+    fn pick(self, full: i64, smoke: i64) -> i64 {
+        if self.smoke {
+            smoke
+        } else {
+            full
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let size = Size {
+        smoke: args.iter().any(|a| a == "--smoke"),
+    };
+    let scenario = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .unwrap_or("all");
+    let all = ["drain", "makespan", "latency", "backlog", "many-robots"];
+    let chosen: Vec<&str> = if scenario == "all" {
+        all.to_vec()
+    } else {
+        vec![scenario]
+    };
+    for s in chosen {
+        let line = match s {
+            "drain" => drain(size).await?,
+            "makespan" => makespan(size).await?,
+            "latency" => latency(size).await?,
+            "backlog" => backlog(size).await?,
+            "many-robots" => many_robots(size).await?,
+            other => anyhow::bail!("unknown scenario {other}; one of {all:?} or all"),
+        };
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Robots `r0..rN` in one pool each (own destination) at the stand-in, effectively unlimited.
+async fn robots(
+    db: &TestDatabase,
+    fake: &Standin,
+    n: i64,
+    limit: i64,
+    window_secs: f64,
+    pooled: bool,
+) {
+    sqlx::query(
+        "INSERT INTO wecom_webhooks (webhook_name, webhook_url, pool_name, rate_limit, rate_window)
+         SELECT 'r' || i, $1 || i, CASE WHEN $5 THEN 'pool' END, $2, make_interval(secs => $3)
+         FROM generate_series(0, $4 - 1) i",
+    )
+    .bind(fake.url_for("bench-key-"))
+    .bind(limit as i32)
+    .bind(window_secs)
+    .bind(n)
+    .bind(pooled)
+    .execute(db.store.pool())
+    .await
+    .expect("robots");
+}
+
+/// `n` messages spread round-robin over destinations `r0..r{robots-1}`.
+async fn spread(db: &TestDatabase, n: i64, robots: i64) {
+    sqlx::query(
+        "INSERT INTO wecom_outbox (webhook_name, content, message_type)
+         SELECT 'r' || (i % $2), 'bench message ' || i, 'bench' FROM generate_series(1, $1) i",
+    )
+    .bind(n)
+    .bind(robots)
+    .execute(db.store.pool())
+    .await
+    .expect("enqueue");
+}
+
+/// Start `n` real worker processes; returns them for RSS reading and stopping.
+fn processes(db: &TestDatabase, fake: &Standin, n: usize) -> Vec<std::process::Child> {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .with_file_name("wecom-outbox");
+    (0..n)
+        .map(|i| {
+            std::process::Command::new(&bin)
+                .args([
+                    "run",
+                    "--worker-id",
+                    &format!("bench-{i}"),
+                    "--batch-size",
+                    "100",
+                ])
+                .env("DATABASE_URL", &db.url)
+                .env("WECOM_ALLOWED_HOSTS", fake.local_addr().to_string())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn target/release/wecom-outbox (cargo build --release first)")
+        })
+        .collect()
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn stop(children: Vec<std::process::Child>) -> Vec<u64> {
+    children
+        .into_iter()
+        .map(|mut c| {
+            let rss = peak_rss_kb(c.id());
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+            rss
+        })
+        .collect()
+}
+
+/// Drain rate: messages/s from start to the last log row, 1 and 3 replicas; peak RSS.
+async fn drain(size: Size) -> anyhow::Result<serde_json::Value> {
+    let n = size.pick(10_000, 500);
+    let mut result = json!({"scenario": "drain", "messages": n, "robots": 50});
+    for replicas in [1usize, 3] {
+        let fake = standin(0, Duration::from_secs(60)).await;
+        let db = TestDatabase::migrated().await;
+        robots(&db, &fake, 50, 1_000_000, 60.0, false).await;
+        spread(&db, n, 50).await;
+        let started = Instant::now();
+        let workers = processes(&db, &fake, replicas);
+        db.wait_for(
+            "SELECT count(*) FROM wecom_message_log",
+            n,
+            Duration::from_secs(300),
+        )
+        .await;
+        let secs = started.elapsed().as_secs_f64();
+        let rss = stop(workers);
+        result[format!("replicas_{replicas}_msgs_per_s")] = json!((n as f64 / secs).round());
+        result[format!("replicas_{replicas}_peak_rss_mb")] =
+            json!(rss.iter().max().copied().unwrap_or(0) as f64 / 1024.0);
+        anyhow::ensure!(
+            fake.stats().accepted as i64 == n,
+            "every message delivered once"
+        );
+    }
+    Ok(result)
+}
+
+/// Makespan against the physical limit, with a stand-in enforcing the same limit.
+async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
+    let (k, r, limit, window) = (size.pick(300, 60), 3i64, 20i64, 3.0f64);
+    let fake = standin(limit as usize, Duration::from_secs_f64(window)).await;
+    let db = TestDatabase::migrated().await;
+    robots(&db, &fake, r, limit, window, true).await;
+    sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) SELECT 'pool', 'm ' || i FROM generate_series(1, $1) i")
+        .bind(k)
+        .execute(db.store.pool())
+        .await?;
+    let started = Instant::now();
+    let replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::start(&db, fast_config(&format!("m{i}"), &fake)))
+        .collect();
+    db.wait_for(
+        "SELECT count(*) FROM wecom_message_log",
+        k,
+        Duration::from_secs(600),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    for rep in replicas {
+        rep.stop().await;
+    }
+    let physical = (k as f64 / (r * limit) as f64 - 1.0) * window;
+    Ok(
+        json!({"scenario": "makespan", "messages": k, "robots": r, "limit": limit, "window_s": window,
+        "elapsed_s": secs, "physical_limit_s": physical, "ratio": secs / physical,
+        "answers_45009": fake.stats().rejected_45009}),
+    )
+}
+
+/// Latency: one message at a time while robots have budget; enqueue → sent.
+async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
+    let n = size.pick(300, 30);
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = TestDatabase::migrated().await;
+    robots(&db, &fake, 1, 1_000_000, 60.0, false).await;
+    let workers = processes(&db, &fake, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..n {
+        sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('r0', $1)")
+            .bind(format!("latency {i}"))
+            .execute(db.store.pool())
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.wait_for(
+        "SELECT count(*) FROM wecom_message_log",
+        n,
+        Duration::from_secs(60),
+    )
+    .await;
+    stop(workers);
+    let ms: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
+    )
+    .fetch_all(db.store.pool())
+    .await?;
+    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    Ok(json!({"scenario": "latency", "messages": n, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
+}
+
+/// Drain rate of the first 10 000 messages with a large backlog behind them vs none.
+async fn backlog(size: Size) -> anyhow::Result<serde_json::Value> {
+    let (measure, big) = (size.pick(10_000, 500), size.pick(1_000_000, 20_000));
+    let mut result = json!({"scenario": "backlog", "measured": measure, "backlog": big});
+    for total in [measure, big] {
+        let fake = standin(0, Duration::from_secs(60)).await;
+        let db = TestDatabase::migrated().await;
+        robots(&db, &fake, 50, 1_000_000, 60.0, false).await;
+        spread(&db, total, 50).await;
+        db.exec("VACUUM ANALYZE wecom_outbox").await;
+        let started = Instant::now();
+        let workers = processes(&db, &fake, 3);
+        loop {
+            if db.count("SELECT count(*) FROM wecom_message_log").await >= measure {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        stop(workers);
+        result[format!("pending_{total}_msgs_per_s")] = json!((measure as f64 / secs).round());
+        if total == big {
+            let plan: Vec<String> = sqlx::query_scalar(
+                "EXPLAIN SELECT id FROM wecom_outbox WHERE webhook_name = 'r1' AND status = 'pending'
+                   AND not_before <= now() AND (expires_at IS NULL OR expires_at > now())
+                 ORDER BY priority DESC, created_at LIMIT 100 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_all(db.store.pool())
+            .await?;
+            result["claim_plan"] = json!(plan);
+        }
+    }
+    let small = result[format!("pending_{measure}_msgs_per_s")]
+        .as_f64()
+        .unwrap_or(1.0);
+    let large = result[format!("pending_{big}_msgs_per_s")]
+        .as_f64()
+        .unwrap_or(0.0);
+    result["ratio"] = json!(large / small);
+    Ok(result)
+}
+
+/// 5 000 robots with a few messages each: how long finding due robots and claiming take.
+async fn many_robots(size: Size) -> anyhow::Result<serde_json::Value> {
+    let n = size.pick(5_000, 200);
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = TestDatabase::migrated().await;
+    robots(&db, &fake, n, 20, 60.0, false).await;
+    spread(&db, n * 2, n).await;
+    db.exec("VACUUM ANALYZE").await;
+    let store: &Store = &db.store;
+    let t = Instant::now();
+    let due = store.due_robots(64, &[]).await?;
+    let due_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let mut claim_ms = Vec::new();
+    for id in due.iter().take(20) {
+        let t = Instant::now();
+        let plan = |s: &wecom_outbox::rules::decide::RobotSnapshot, _: &str, now| {
+            wecom_outbox::rules::decide::decide(s, now, 20)
+        };
+        let result = store
+            .claim(*id, "bench", Duration::from_secs(60), plan)
+            .await?;
+        claim_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if let wecom_outbox::store::ClaimResult::Claimed(_, rows) = result {
+            store.release("bench", &rows).await?;
+        }
+    }
+    claim_ms.sort_by(f64::total_cmp);
+    let started = Instant::now();
+    let workers = processes(&db, &fake, 3);
+    db.wait_for(
+        "SELECT count(*) FROM wecom_message_log",
+        n * 2,
+        Duration::from_secs(600),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    stop(workers);
+    Ok(
+        json!({"scenario": "many-robots", "robots": n, "messages": n * 2,
+        "due_robots_query_ms": due_ms, "claim_p50_ms": claim_ms[claim_ms.len() / 2],
+        "drain_s": secs}),
+    )
+}
