@@ -175,7 +175,7 @@ async fn drain(size: Size) -> anyhow::Result<serde_json::Value> {
 
 /// Makespan against the physical limit, with a stand-in enforcing the same limit.
 async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
-    let (k, r, limit, window) = (size.pick(300, 60), 3i64, 20i64, 3.0f64);
+    let (k, r, limit, window) = (size.pick(300, 120), 3i64, 20i64, 3.0f64);
     let fake = standin(limit as usize, Duration::from_secs_f64(window)).await;
     let db = TestDatabase::migrated().await;
     robots(&db, &fake, r, limit, window, true).await;

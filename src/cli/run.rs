@@ -66,7 +66,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             base: args.retry_base_delay,
             max: args.retry_max_delay,
         },
-        lease: args.lease.max(args.http_timeout * 2),
+        // A lease must outlast a whole batch of sends that each run into the timeout.
+        lease: args
+            .lease
+            .max((args.http_timeout + Duration::from_secs(1)) * (args.batch_size.max(1) + 1)),
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),
         shutdown_grace: args.shutdown_grace,
