@@ -1,6 +1,7 @@
 //! Benchmarks: `cargo run --release --bin bench -- SCENARIO [--smoke]` with `DATABASE_URL`
 //! set (bench/run starts a throwaway PostgreSQL when it is not). One JSON line per scenario.
-//! Scenarios: drain, makespan, latency, backlog, many-robots, all.
+//! Scenarios: drain, peer (Graphile Worker, needs node and `npm install` in bench/peer),
+//! makespan, latency, backlog, many-robots, all (everything but peer in --smoke).
 
 use serde_json::json;
 use std::process::Stdio;
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     for s in chosen {
         let line = match s {
             "drain" => drain(size).await?,
+            "peer" => peer(size).await?,
             "makespan" => makespan(size).await?,
             "latency" => latency(size).await?,
             "backlog" => backlog(size).await?,
@@ -171,6 +173,25 @@ async fn drain(size: Size) -> anyhow::Result<serde_json::Value> {
         );
     }
     Ok(result)
+}
+
+/// The peer: Graphile Worker 0.16 at concurrency 20, each job POSTing one WeCom body to the
+/// same stand-in, on its own fresh database of the same server.
+async fn peer(size: Size) -> anyhow::Result<serde_json::Value> {
+    let n = size.pick(10_000, 500);
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = TestDatabase::empty().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peer/graphile.js");
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .env("DATABASE_URL", &db.url)
+        .env("SINK", fake.url_for("peer"))
+        .env("N", n.to_string())
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(fake.stats().accepted as i64 == n, "the peer delivered every job once");
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Makespan against the physical limit, with a stand-in enforcing the same limit.
