@@ -143,7 +143,7 @@ mod tests {
             d,
             Decision::Claim {
                 take: 20,
-                then_next_check: at(10, 0) + chrono::Duration::milliseconds(60_600)
+                then_next_check: at(10, 0) + chrono::Duration::milliseconds(60_120)
             }
         );
     }
@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(
             decide(&r, at(10, 0), 20),
             Decision::Wait {
-                until: at(10, 1) + chrono::Duration::milliseconds(600)
+                until: at(10, 1) + chrono::Duration::milliseconds(120)
             }
         );
     }
