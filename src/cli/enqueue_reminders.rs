@@ -1,12 +1,16 @@
-//! `enqueue-reminders`: run the daily fee-reminder function by hand.
+//! `enqueue-reminders`: run the daily fee-reminder function by hand and say what it did.
 
+use crate::reminders;
 use crate::store::Store;
 use chrono::NaiveDate;
 use std::process::ExitCode;
 
 /// Enqueue today's fee-renewal reminders now (the same SQL function the schedule runs).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  wecom-outbox enqueue-reminders --date 2026-11-27")]
+#[command(
+    after_help = "Example:\n  wecom-outbox enqueue-reminders --date 2026-11-27\n\
+Run it twice the same day: the second run enqueues nothing. `wecom-outbox preview` shows the messages first."
+)]
 pub struct Args {
     #[command(flatten)]
     db: super::Database,
@@ -15,14 +19,32 @@ pub struct Args {
     date: Option<NaiveDate>,
 }
 
+/// Enqueue, then print the count per destination and anything that could not be enqueued.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.db.url()?).await?;
     store.check_schema().await?;
-    let n: i32 = sqlx::query_scalar("SELECT wecom_enqueue_fee_reminders($1)")
-        .bind(args.date)
-        .fetch_one(store.pool())
+    let report = reminders::enqueue(store.pool(), args.date)
         .await
         .map_err(|e| anyhow::anyhow!("wecom_enqueue_fee_reminders failed: {e}"))?;
-    println!("enqueued {n} reminder(s)");
+    let plan = &report.plan;
+    println!(
+        "enqueued {} reminder(s) for {} ({})",
+        report.enqueued, plan.date, plan.zone
+    );
+    for (destination, n) in &report.per_destination {
+        println!("  {destination}: {n}");
+    }
+    let already = plan.reminders.iter().filter(|r| r.already_enqueued).count();
+    if already > 0 {
+        println!("{already} already enqueued for this day (not enqueued again)");
+    }
+    for r in plan.reminders.iter().filter(|r| r.problem.is_some()) {
+        println!(
+            "not enqueued: enrollment {} ({}): {}",
+            r.enrollment_key,
+            r.student_name.as_deref().unwrap_or("?"),
+            r.problem.as_deref().unwrap_or_default()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -107,6 +107,8 @@ struct LoopState {
     listener: Option<PgListener>,
     last_housekeeping: Option<Instant>,
     db_failures: usize,
+    /// The once-a-day fee-reminder run (it queries the database at most every few seconds).
+    daily: crate::reminders::daily::DailyScheduler,
 }
 
 /// Housekeeping (expiry, lease rescue) runs at most this often.
@@ -134,7 +136,7 @@ impl Worker {
 
     async fn try_tick(self: &Arc<Self>, state: &mut LoopState) -> sqlx::Result<Instant> {
         if state.listener.is_none() {
-            state.listener = Some(self.store.listen().await.map_err(into_sqlx)?);
+            state.listener = Some(self.store.listen().await?);
         }
         if state
             .last_housekeeping
@@ -156,11 +158,16 @@ impl Worker {
                 started += 1;
             }
         }
+        let daily = state
+            .daily
+            .poll(self.store.pool(), &self.config.worker_id)
+            .await;
         let now = Instant::now();
         let wake = match self.store.next_wake(&busy).await? {
             Some(at) => now + (at - Utc::now()).to_std().unwrap_or_default(),
             None => now + self.config.max_idle,
         };
+        let wake = daily.map_or(wake, |at| wake.min(at));
         let floor = if started == 0 { now + MIN_IDLE } else { now };
         Ok(wake.clamp(floor, now + self.config.max_idle))
     }
@@ -234,13 +241,6 @@ async fn recv(listener: Option<&mut PgListener>) -> sqlx::Result<()> {
     match listener {
         Some(l) => l.recv().await.map(|_| ()),
         None => std::future::pending().await,
-    }
-}
-
-fn into_sqlx(e: anyhow::Error) -> sqlx::Error {
-    match e.downcast::<sqlx::Error>() {
-        Ok(e) => e,
-        Err(e) => sqlx::Error::Protocol(e.to_string()),
     }
 }
 

@@ -111,7 +111,7 @@ impl PgStore {
 
     /// A listener on the outbox channel; NOTIFYs lost while it reconnects are caught by the
     /// worker's timed wake-ups.
-    pub async fn listen(&self) -> anyhow::Result<PgListener> {
+    pub async fn listen(&self) -> sqlx::Result<PgListener> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
         Ok(listener)
