@@ -7,6 +7,8 @@
 //! SQL), `worker` (the loop), `cli` (one file per subcommand).
 
 pub mod cli;
+pub mod demo;
+pub mod reminders;
 pub mod rules;
 pub mod store;
 pub mod telemetry;

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Answer like WeCom's robot API (limits, error codes) without reaching WeCom.
+/// A fake WeCom for staging: answers like WeCom's robot API, lists what it received.
+///
+/// Same errcodes, message rules and per-key rate limit (counted on arrival) as WeCom; logs
+/// every message with its key redacted; nothing reaches WeCom.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  wecom-outbox fake-wecom --listen 127.0.0.1:8080 --limit 20 --window 60s\n\
@@ -14,14 +17,14 @@ use std::time::Duration;
   GET / lists received messages; GET /_stats counts; POST /_behaviour?key=K sets failures."
 )]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on (workers accept plain http:// only on loopback addresses).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Messages accepted per key per window (WeCom: 20); 0 = unlimited.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20)]
     limit: usize,
-    /// The sliding window (WeCom: 60s).
-    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    /// The sliding window the limit applies to, like 60s or 500ms (WeCom: 60s).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::parse_duration)]
     window: Duration,
 }
 

@@ -1,8 +1,10 @@
 //! The command line: one file per subcommand, each thin; the logic lives in the library.
 
+mod demo;
 mod enqueue_reminders;
 mod fake_wecom;
 mod migrate;
+mod preview;
 mod run;
 mod send_test;
 mod status;
@@ -15,8 +17,10 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "wecom-outbox", version, propagate_version = true)]
 #[command(
-    after_help = "Start with `wecom-outbox migrate`, then `wecom-outbox run` (one or more replicas).\n\
-Messages are rows INSERTed into wecom_outbox; see README.md."
+    after_help = "New here? `wecom-outbox demo` shows it all working in about ten seconds.\n\
+Then `wecom-outbox migrate`, and `wecom-outbox run` (one or more replicas).\n\
+Messages are rows INSERTed into wecom_outbox; see README.md and docs/guide.md.\n\
+Each command explains itself: wecom-outbox help COMMAND."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,16 +53,19 @@ enum Command {
     Migrate(migrate::Args),
     Run(run::Args),
     EnqueueReminders(enqueue_reminders::Args),
+    Preview(preview::Args),
     SendTest(send_test::Args),
     Status(status::Args),
     FakeWecom(fake_wecom::Args),
-    /// Show the whole product working on a throwaway database (not available yet).
-    Demo,
+    Demo(demo::Args),
 }
 
 /// Parse the command line, run the subcommand, and turn its error into a clear message.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Demo(_)) {
+        crate::demo::prefer_quiet_logs();
+    }
     crate::telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -72,12 +79,11 @@ pub fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::EnqueueReminders(args) => enqueue_reminders::run(args).await,
+            Command::Preview(args) => preview::run(args).await,
             Command::SendTest(args) => send_test::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::FakeWecom(args) => fake_wecom::run(args).await,
-            Command::Demo => Err(anyhow::anyhow!(
-                "`demo` is not available in this version yet"
-            )),
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

@@ -9,44 +9,46 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Deliver outbox rows. Run as many replicas as you like; they share the limits via the
-/// database. SIGTERM/SIGINT: stop claiming, finish in-flight sends, release the rest, exit 0.
+/// Deliver outbox rows: one worker replica (run as many as you like).
+///
+/// Replicas share every robot's limit through the database. SIGTERM/SIGINT: stop claiming,
+/// finish in-flight sends, release the rest, exit 0.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  DATABASE_URL=postgres://worker@db/school wecom-outbox run --worker-id replica-1"
+    after_help = "Durations are written like 200ms, 5s, 2m or 1h30m.\n\nExample:\n  DATABASE_URL=postgres://worker@db/school wecom-outbox run --worker-id replica-1"
 )]
 pub struct Args {
     #[command(flatten)]
     db: super::Database,
     /// Names this replica in logs and in wecom_outbox.locked_by [default: host-pid]
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     worker_id: Option<String>,
     /// First retry delay after a transient failure; doubles per attempt, with jitter.
-    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::parse_duration)]
     retry_base_delay: Duration,
     /// Longest retry delay.
-    #[arg(long, default_value = "30m", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = super::parse_duration)]
     retry_max_delay: Duration,
     /// Hosts (host or host:port, comma-separated) robots may be reached at.
-    #[arg(long, env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
+    #[arg(long, value_name = "HOSTS", env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
     allowed_hosts: String,
     /// Robots served at once by this replica.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
     /// Rows claimed at a time for one robot (never more than its budget).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20)]
     batch_size: u32,
     /// How long a claim is held before another replica may take the rows over.
-    #[arg(long, default_value = "2m", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::parse_duration)]
     lease: Duration,
     /// Timeout of one request to WeCom.
-    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
     http_timeout: Duration,
     /// On shutdown, how long in-flight sends may take.
-    #[arg(long, default_value = "15s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = super::parse_duration)]
     shutdown_grace: Duration,
     /// Database connections this replica may open.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     max_connections: u32,
 }
 

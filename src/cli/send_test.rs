@@ -23,10 +23,10 @@ pub struct Args {
     #[arg(default_value = "✅ Test from wecom-outbox - Fee reminder bot ready!")]
     text: String,
     /// Hosts (host or host:port, comma-separated) robots may be reached at.
-    #[arg(long, env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
+    #[arg(long, value_name = "HOSTS", env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
     allowed_hosts: String,
     /// Timeout of the request.
-    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
     http_timeout: Duration,
 }
 

@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Hosts robots may be reached at (to flag robots the worker would refuse).
-    #[arg(long, env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
+    #[arg(long, value_name = "HOSTS", env = "WECOM_ALLOWED_HOSTS", default_value = crate::wecom::allowed_hosts::DEFAULT)]
     allowed_hosts: String,
 }
 

@@ -406,7 +406,8 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, Dr
 
 /// What a send gets, before it becomes an HTTP answer.
 enum Reply {
-    Ok,
+    /// Accepted; carries the message's one-line summary for the log.
+    Ok(String),
     Error(i64, String),
     Status(u16),
     Drop,
@@ -457,8 +458,13 @@ async fn send(shared: &Shared, key: &str, body: Bytes) -> Reply {
     if let Err(e) = message::validate(&json) {
         return invalid(shared, e.errcode, &e.rule);
     }
+    let seen = format!(
+        "{}: {}",
+        json["msgtype"].as_str().unwrap_or("?"),
+        summary(&json)
+    );
     if shared.lock().admit(key, json, shared.config) {
-        Reply::Ok
+        Reply::Ok(seen)
     } else {
         Reply::Error(45009, errmsg(shared, 45009, "api freq out of limit"))
     }
@@ -503,8 +509,8 @@ fn errmsg(shared: &Shared, code: i64, text: &str) -> String {
 /// Logs the outcome (with the key redacted) and turns it into an HTTP answer.
 fn finish(key: &str, reply: Reply) -> Result<Answer, DropConnection> {
     match reply {
-        Reply::Ok => {
-            tracing::info!(key, errcode = 0, "fake WeCom send");
+        Reply::Ok(message) => {
+            tracing::info!(key, errcode = 0, %message, "fake WeCom send");
             Ok(json_answer(
                 StatusCode::OK,
                 &json!({"errcode": 0, "errmsg": "ok"}),
