@@ -36,11 +36,21 @@ async fn main() -> anyhow::Result<()> {
         .find(|a| !a.starts_with("--"))
         .map(String::as_str)
         .unwrap_or("all");
-    let all = ["drain", "makespan", "latency", "backlog", "many-robots"];
-    let chosen: Vec<&str> = if scenario == "all" {
-        all.to_vec()
-    } else {
-        vec![scenario]
+    let all = [
+        "drain",
+        "peer",
+        "makespan",
+        "latency",
+        "backlog",
+        "many-robots",
+    ];
+    let chosen: Vec<&str> = match scenario {
+        "all" => all
+            .iter()
+            .copied()
+            .filter(|s| !(size.smoke && *s == "peer"))
+            .collect(),
+        one => vec![one],
     };
     for s in chosen {
         let line = match s {

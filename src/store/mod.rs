@@ -45,6 +45,15 @@ pub enum ClaimResult {
     Claimed(ClaimedRobot, Vec<Claimed>),
 }
 
+/// A message WeCom accepted, waiting to be recorded (possibly with others in one commit).
+#[derive(Debug, Clone)]
+pub struct SentRecord {
+    pub outbox_id: Uuid,
+    pub slot_id: i64,
+    pub robot_id: i32,
+    pub robot_name: String,
+}
+
 /// How one send ended, as the store records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {

@@ -1,6 +1,7 @@
 //! The worker loop: wake, find robots with work, claim, send, record, sleep until the next
 //! thing can happen. Replicas share nothing but the database.
 
+mod recorder;
 mod robot;
 
 use crate::rules::retry::RetryPolicy;
@@ -71,6 +72,8 @@ pub(crate) struct Worker {
     /// Cancelled when the shutdown grace period is over: sends still in flight are given up
     /// (their rows' leases expire) and everything else claimed is released.
     pub(crate) abandon: CancellationToken,
+    /// Writes sent messages in group commits.
+    pub(crate) recorder: recorder::Recorder,
 }
 
 /// Run one replica until `shutdown` is cancelled; then finish or release what it claimed.
@@ -81,7 +84,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let abandon = CancellationToken::new();
+    let recorder = recorder::Recorder::start(store.clone(), config.worker_id.clone());
     let worker = Arc::new(Worker {
+        recorder,
         store,
         client,
         config,

@@ -5,7 +5,7 @@ use super::{db_backoff, Worker};
 use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::rules::outcome::{classify, Outcome, Reply};
 use crate::rules::retry::pause_after_rate_limited;
-use crate::store::{ClaimResult, Claimed, ClaimedRobot, Finish};
+use crate::store::{ClaimResult, Claimed, ClaimedRobot, Finish, SentRecord};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -125,11 +125,7 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + self.config.lease;
         let mut failures = 0;
         loop {
-            match self
-                .store
-                .finish(&self.config.worker_id, robot, row, finish)
-                .await
-            {
+            match self.write(robot, row, finish).await {
                 Ok(true) => return,
                 Ok(false) => {
                     tracing::warn!(outbox_id = %row.id, "lease lost before the outcome was recorded");
@@ -147,6 +143,29 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// One attempt at writing the outcome; a sent message goes through the group commit.
+    async fn write(
+        &self,
+        robot: &ClaimedRobot,
+        row: &Claimed,
+        finish: &Finish,
+    ) -> Result<bool, String> {
+        if *finish == Finish::Sent {
+            let record = SentRecord {
+                outbox_id: row.id,
+                slot_id: row.slot_id,
+                robot_id: robot.id,
+                robot_name: robot.name.clone(),
+            };
+            return self.recorder.record(record).await;
+        }
+        let worker = &self.config.worker_id;
+        self.store
+            .finish(worker, robot, row, finish)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Give rows back to the pool, retrying briefly; their lease is the fallback.

@@ -2,44 +2,57 @@
 //! counters), plus the housekeeping that keeps rows moving (expiry, lease rescue, release).
 
 use super::PgStore;
-use crate::store::{Claimed, ClaimedRobot, Finish};
+use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-/// The hot path in one statement (one round trip, atomic): the row becomes `sent`, gets its
-/// log row, its robot's Phase-1 counters move, and its slot takes WeCom's answer time.
-/// Nothing but the slot changes if the lease was lost meanwhile.
+/// The hot path: sent messages (of one or more robots) recorded in one statement. Each row
+/// becomes `sent` and gets its log row, its robot's Phase-1 counters move, and its slot takes
+/// WeCom's answer time. A row whose lease was lost changes nothing but its slot.
+/// $1 outbox ids, $2 worker, $3 robot names, $4 robot ids, $5 slot ids (parallel arrays).
 const RECORD_SENT: &str = r#"
-WITH done AS (
-    UPDATE wecom_outbox
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $3::text[], $4::int[], $5::bigint[])
+        AS t (outbox_id, robot_name, robot_id, slot_id)
+),
+done AS (
+    UPDATE wecom_outbox o
     SET status = 'sent', sent_at = now(), last_errcode = 0, last_error = NULL,
-        locked_by = NULL, locked_until = NULL, robot_name = $3
-    WHERE id = $1 AND status = 'sending' AND locked_by = $2
-    RETURNING *
+        locked_by = NULL, locked_until = NULL, robot_name = i.robot_name
+    FROM input i
+    WHERE o.id = i.outbox_id AND o.status = 'sending' AND o.locked_by = $2
+    RETURNING o.*, i.robot_id
 ),
 logged AS (
     INSERT INTO wecom_message_log
         (webhook_name, message_type, message_content, enrollment_id, send_status,
          send_timestamp, outbox_id, robot_name, errcode, attempts)
     SELECT left(webhook_name, 100), left(message_type, 50), payload::text, enrollment_id,
-           'sent', now(), id, $3, 0, attempts
+           'sent', now(), id, robot_name, 0, attempts
     FROM done
     ON CONFLICT (outbox_id) DO NOTHING
 ),
 counted AS (
-    UPDATE wecom_webhooks
-    SET last_used_at = now(), total_messages_sent = coalesce(total_messages_sent, 0) + 1
-    WHERE id = $4 AND EXISTS (SELECT 1 FROM done)
+    UPDATE wecom_webhooks w
+    SET last_used_at = now(), total_messages_sent = coalesce(w.total_messages_sent, 0) + c.n
+    FROM (SELECT robot_id, count(*) AS n FROM done GROUP BY robot_id) c
+    WHERE w.id = c.robot_id
 ),
 settled AS (
-    UPDATE wecom_rate_slots SET at = greatest(at, clock_timestamp()) WHERE id = $5
+    UPDATE wecom_rate_slots s SET at = greatest(s.at, clock_timestamp())
+    FROM input i
+    WHERE s.id = i.slot_id
 ),
 healthy AS (
-    UPDATE wecom_robot_state SET consecutive_45009 = 0
-    WHERE robot_id = $4 AND consecutive_45009 <> 0 AND EXISTS (SELECT 1 FROM done)
+    UPDATE wecom_robot_state st SET consecutive_45009 = 0
+    WHERE st.robot_id IN (SELECT robot_id FROM done) AND st.consecutive_45009 <> 0
 )
-SELECT count(*) FROM done
+SELECT id FROM done
 "#;
+
+/// Several robots in one batch: take their rows' locks in id order first, so two replicas
+/// recording overlapping robots cannot deadlock on the counters.
+const LOCK_ROBOTS: &str = "SELECT id FROM wecom_webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// Only the lease holder may finish a row; a row whose lease was lost is someone else's now.
 const MARK_FAILED: &str = r#"
@@ -154,15 +167,13 @@ impl PgStore {
         outcome: &Finish,
     ) -> sqlx::Result<bool> {
         if *outcome == Finish::Sent {
-            let done: i64 = sqlx::query_scalar(RECORD_SENT)
-                .bind(row.id)
-                .bind(worker_id)
-                .bind(&robot.name)
-                .bind(robot.id)
-                .bind(row.slot_id)
-                .fetch_one(&self.pool)
-                .await?;
-            return Ok(done == 1);
+            let sent = SentRecord {
+                outbox_id: row.id,
+                slot_id: row.slot_id,
+                robot_id: robot.id,
+                robot_name: robot.name.clone(),
+            };
+            return Ok(self.record_sent(worker_id, &[sent]).await? == [row.id]);
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(SETTLE_SLOT)
@@ -235,6 +246,40 @@ impl PgStore {
         };
         tx.commit().await?;
         Ok(owned)
+    }
+
+    /// Record messages WeCom accepted, many at once (one commit for all: the worker's hot
+    /// path). Returns the ids recorded; an id missing from it had lost its lease.
+    #[tracing::instrument(skip_all, fields(rows = sent.len()))]
+    pub async fn record_sent(
+        &self,
+        worker_id: &str,
+        sent: &[SentRecord],
+    ) -> sqlx::Result<Vec<Uuid>> {
+        let ids: Vec<Uuid> = sent.iter().map(|s| s.outbox_id).collect();
+        let names: Vec<&str> = sent.iter().map(|s| s.robot_name.as_str()).collect();
+        let robot_ids: Vec<i32> = sent.iter().map(|s| s.robot_id).collect();
+        let slots: Vec<i64> = sent.iter().map(|s| s.slot_id).collect();
+        let record = sqlx::query_scalar(RECORD_SENT)
+            .bind(&ids)
+            .bind(worker_id)
+            .bind(&names)
+            .bind(&robot_ids)
+            .bind(&slots);
+        let mut distinct = robot_ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() <= 1 {
+            return record.fetch_all(&self.pool).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(LOCK_ROBOTS)
+            .bind(&distinct)
+            .execute(&mut *tx)
+            .await?;
+        let done = record.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Give back rows this worker claimed but will not send (shutdown), with their slots.
