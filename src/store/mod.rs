@@ -54,6 +54,18 @@ pub struct SentRecord {
     pub robot_name: String,
 }
 
+impl SentRecord {
+    /// The record for `row`, sent by `robot`.
+    pub fn of(robot: &ClaimedRobot, row: &Claimed) -> SentRecord {
+        SentRecord {
+            outbox_id: row.id,
+            slot_id: row.slot_id,
+            robot_id: robot.id,
+            robot_name: robot.name.clone(),
+        }
+    }
+}
+
 /// How one send ended, as the store records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {

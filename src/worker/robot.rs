@@ -153,13 +153,7 @@ impl Worker {
         finish: &Finish,
     ) -> Result<bool, String> {
         if *finish == Finish::Sent {
-            let record = SentRecord {
-                outbox_id: row.id,
-                slot_id: row.slot_id,
-                robot_id: robot.id,
-                robot_name: robot.name.clone(),
-            };
-            return self.recorder.record(record).await;
+            return self.recorder.record(SentRecord::of(robot, row)).await;
         }
         let worker = &self.config.worker_id;
         self.store

@@ -167,12 +167,7 @@ impl PgStore {
         outcome: &Finish,
     ) -> sqlx::Result<bool> {
         if *outcome == Finish::Sent {
-            let sent = SentRecord {
-                outbox_id: row.id,
-                slot_id: row.slot_id,
-                robot_id: robot.id,
-                robot_name: robot.name.clone(),
-            };
+            let sent = SentRecord::of(robot, row);
             return Ok(self.record_sent(worker_id, &[sent]).await? == [row.id]);
         }
         let mut tx = self.pool.begin().await?;
