@@ -1,16 +1,13 @@
-//! Group commit for the hot path: robot tasks hand their sent messages to the replica's
-//! recorder, whose writers each write whatever has gathered in a single commit. Each task still waits for
+//! Group commit for the hot path: robot tasks hand their sent messages to one recorder per
+//! replica, which writes whatever has gathered in a single commit. Each task still waits for
 //! its own message to be recorded before sending the next, so a crash can duplicate at most
 //! the one message in flight per robot.
 
 use crate::store::{SentRecord, Store};
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 /// At most this many messages per commit.
 const MAX_BATCH: usize = 256;
-/// Commits in flight at once: while one batch is being written the next gathers and goes.
-const WRITERS: usize = 4;
 
 struct Request {
     record: SentRecord,
@@ -26,14 +23,7 @@ impl Recorder {
     /// Start the recorder task for `worker_id`.
     pub(crate) fn start(store: Store, worker_id: String) -> Recorder {
         let (requests, inbox) = mpsc::channel(MAX_BATCH * 4);
-        let inbox = Arc::new(Mutex::new(inbox));
-        for _ in 0..WRITERS {
-            tokio::spawn(write_batches(
-                store.clone(),
-                worker_id.clone(),
-                inbox.clone(),
-            ));
-        }
+        tokio::spawn(run(store, worker_id, inbox));
         Recorder { requests }
     }
 
@@ -50,27 +40,15 @@ impl Recorder {
     }
 }
 
-/// One writer: take what has gathered (up to `MAX_BATCH`), write it in one commit, answer.
-async fn write_batches(
-    store: Store,
-    worker_id: String,
-    inbox: Arc<Mutex<mpsc::Receiver<Request>>>,
-) {
-    loop {
-        let batch = {
-            let mut inbox = inbox.lock().await;
-            let Some(first) = inbox.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match inbox.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
+async fn run(store: Store, worker_id: String, mut inbox: mpsc::Receiver<Request>) {
+    while let Some(first) = inbox.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
             }
-            batch
-        };
+        }
         let records: Vec<SentRecord> = batch.iter().map(|r| r.record.clone()).collect();
         let result = store.record_sent(&worker_id, &records).await;
         for request in batch {
