@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn hides_the_key_and_keeps_the_rest() {
-        let s = "error sending request for url (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-1234-abcd&x=1)";
+        let s = "error sending request for url (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=NOT-A-REAL-KEY-abcd&x=1)";
         assert_eq!(
             redact(s),
             "error sending request for url (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***&x=1)"
