@@ -138,6 +138,12 @@ impl TestDatabase {
             .expect("count by status")
     }
 
+    /// Wait until `want` rows have `status` (e.g. all `sent`), or panic after `timeout`.
+    pub async fn wait_for_status(&self, status: &str, want: i64, timeout: Duration) {
+        let sql = format!("SELECT count(*) FROM wecom_outbox WHERE status = '{status}'");
+        self.wait_for(&sql, want, timeout).await;
+    }
+
     /// Wait until `sql` returns `want`, or panic after `timeout` with what it returned.
     pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -26,12 +26,8 @@ async fn three_replicas_drain_a_pool_exactly_once_within_the_limit() {
     let replicas: Vec<Replica> = (1..=3)
         .map(|i| Replica::start(&db, fast_config(&format!("replica-{i}"), &fake)))
         .collect();
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        90,
-        Duration::from_secs(40),
-    )
-    .await;
+    db.wait_for_status("sent", 90, Duration::from_secs(40))
+        .await;
     let elapsed = started.elapsed();
     for r in replicas {
         r.stop().await;

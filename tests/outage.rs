@@ -85,12 +85,7 @@ async fn the_worker_survives_postgres_going_away_and_loses_nothing() {
     ));
 
     db.enqueue("parent_group", "before", 5).await;
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        5,
-        Duration::from_secs(10),
-    )
-    .await;
+    db.wait_for_status("sent", 5, Duration::from_secs(10)).await;
 
     proxy.cut();
     db.enqueue("parent_group", "during", 5).await;
@@ -106,12 +101,8 @@ async fn the_worker_survives_postgres_going_away_and_loses_nothing() {
     );
 
     proxy.restore();
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        10,
-        Duration::from_secs(30),
-    )
-    .await;
+    db.wait_for_status("sent", 10, Duration::from_secs(30))
+        .await;
     shutdown.cancel();
     worker.await.unwrap().unwrap();
 

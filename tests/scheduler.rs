@@ -44,12 +44,7 @@ async fn three_replicas_run_the_day_once_and_deliver_each_reminder_once() {
         .iter()
         .map(|id| Replica::start(&db, fast_config(id, &fake)))
         .collect();
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        3,
-        Duration::from_secs(15),
-    )
-    .await;
+    db.wait_for_status("sent", 3, Duration::from_secs(15)).await;
     // Give the others several chances to run it again.
     tokio::time::sleep(Duration::from_secs(6)).await;
     for r in replicas {

@@ -63,12 +63,7 @@ async fn a_closed_window_holds_rows_and_opening_it_releases_them() {
         closes.format("%H:%M:%S")
     ))
     .await;
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        3,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 3, 5 * SECOND).await;
     replica.stop().await;
 }
 
@@ -91,12 +86,7 @@ async fn send_days_exclude_today() {
         "UPDATE wecom_webhooks SET send_days = ARRAY[{today}, {tomorrow}]"
     ))
     .await;
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 5 * SECOND).await;
     replica.stop().await;
 }
 
@@ -109,12 +99,7 @@ async fn a_45009_requeues_without_using_an_attempt_and_pauses_the_robot() {
     db.exec("UPDATE wecom_outbox SET max_attempts = 1").await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
 
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        10 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 10 * SECOND).await;
     replica.stop().await;
     assert_eq!(
         db.count("SELECT attempts::bigint FROM wecom_outbox").await,
@@ -173,12 +158,7 @@ async fn transient_errors_back_off_then_fail_with_one_log_row() {
     db.exec("UPDATE wecom_outbox SET max_attempts = 4").await;
     let started = std::time::Instant::now();
     let replica = Replica::start(&db, fast_config("w1", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'failed'",
-        1,
-        10 * SECOND,
-    )
-    .await;
+    db.wait_for_status("failed", 1, 10 * SECOND).await;
     let elapsed = started.elapsed();
     replica.stop().await;
 
@@ -222,12 +202,7 @@ async fn a_server_error_is_retried_until_it_goes_through() {
     )
     .await;
     fake.set_behaviour("key-parent_group", Behaviour::Normal);
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        10 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 10 * SECOND).await;
     replica.stop().await;
     assert_eq!(
         db.count("SELECT count(*) FROM wecom_message_log WHERE send_status = 'sent'")
@@ -250,12 +225,7 @@ async fn a_dropped_connection_is_retried() {
     )
     .await;
     fake.set_behaviour("key-parent_group", Behaviour::Normal);
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        10 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 10 * SECOND).await;
     replica.stop().await;
 }
 
@@ -265,12 +235,7 @@ async fn a_payload_wecom_refuses_fails_at_once() {
     fake.set_behaviour("key-parent_group", Behaviour::Errcode(40058));
     db.enqueue("parent_group", "refused", 1).await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'failed'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("failed", 1, 5 * SECOND).await;
     replica.stop().await;
     assert_eq!(
         db.count("SELECT attempts::bigint FROM wecom_outbox").await,
@@ -306,12 +271,7 @@ async fn robot_gone_is_disabled_and_the_pool_delivers_its_rows() {
     fake.set_behaviour("key-gone", Behaviour::Errcode(93000));
     db.enqueue("parent_group", "pool", 30).await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        30,
-        10 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 30, 10 * SECOND).await;
     replica.stop().await;
 
     let reason: Option<String> = sqlx::query_scalar(
@@ -356,12 +316,7 @@ async fn a_lone_gone_robot_keeps_its_rows_pending() {
         fake.url_for("key-new-robot")
     ))
     .await;
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        5,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 5, 5 * SECOND).await;
     replica.stop().await;
 }
 
@@ -402,12 +357,7 @@ async fn an_expired_lease_is_rescued_by_another_replica() {
     )
     .await;
     let replica = Replica::start(&db, fast_config("w2", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 5 * SECOND).await;
     replica.stop().await;
     assert_eq!(
         db.count("SELECT attempts::bigint FROM wecom_outbox").await,
@@ -426,12 +376,7 @@ async fn a_lease_lost_on_the_last_attempt_fails_with_its_log_row() {
     )
     .await;
     let replica = Replica::start(&db, fast_config("w2", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'failed'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("failed", 1, 5 * SECOND).await;
     replica.stop().await;
     assert_eq!(
         db.count("SELECT count(*) FROM wecom_message_log WHERE send_status = 'failed'")
@@ -451,18 +396,8 @@ async fn past_expires_at_a_row_is_expired_never_sent() {
     )
     .await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        5 * SECOND,
-    )
-    .await;
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'expired'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 5 * SECOND).await;
+    db.wait_for_status("expired", 1, 5 * SECOND).await;
     replica.stop().await;
     let texts: Vec<String> = fake
         .received()
@@ -488,12 +423,7 @@ async fn not_before_holds_a_row_until_its_time() {
     let replica = Replica::start(&db, fast_config("w1", &fake));
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(fake.received().len(), 0);
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 5 * SECOND).await;
     let late_ms = db
         .count("SELECT (extract(epoch FROM sent_at - not_before) * 1000)::bigint FROM wecom_outbox")
         .await;
@@ -514,12 +444,7 @@ async fn higher_priority_goes_first_then_oldest() {
     )
     .await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        3,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 3, 5 * SECOND).await;
     replica.stop().await;
     let order: Vec<String> = fake
         .received()
@@ -536,12 +461,7 @@ async fn cancelled_rows_are_never_sent() {
     db.exec("UPDATE wecom_outbox SET status = 'cancelled' WHERE content = 'cancel me 1'")
         .await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 5 * SECOND).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     replica.stop().await;
     assert_eq!(fake.received().len(), 1);
@@ -554,12 +474,7 @@ async fn an_insert_wakes_an_idle_worker_at_once() {
     let replica = Replica::start(&db, fast_config("w1", &fake));
     tokio::time::sleep(Duration::from_millis(500)).await;
     db.enqueue("parent_group", "wake up", 1).await;
-    db.wait_for(
-        "SELECT count(*) FROM wecom_outbox WHERE status = 'sent'",
-        1,
-        5 * SECOND,
-    )
-    .await;
+    db.wait_for_status("sent", 1, 5 * SECOND).await;
     let latency_ms = db
         .count("SELECT (extract(epoch FROM sent_at - created_at) * 1000)::bigint FROM wecom_outbox")
         .await;
