@@ -92,11 +92,25 @@ impl TestDatabase {
             .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"))
     }
 
-    /// Add a robot at the stand-in: `key` becomes its key, `pool` its pool.
+    /// Add a robot at the stand-in with key `key-{name}`, in `pool` if given.
     pub async fn add_robot(
         &self,
         standin: &Standin,
         name: &str,
+        pool: Option<&str>,
+        limit: u32,
+        window: Duration,
+    ) {
+        let url = standin.url_for(&format!("key-{name}"));
+        self.add_robot_at(name, &url, pool, limit, window).await;
+    }
+
+    /// Add a robot whose URL is exactly `url` (a stand-in key of your choosing, a
+    /// placeholder, a host that is not allowed, …).
+    pub async fn add_robot_at(
+        &self,
+        name: &str,
+        url: &str,
         pool: Option<&str>,
         limit: u32,
         window: Duration,
@@ -106,7 +120,7 @@ impl TestDatabase {
              VALUES ($1, $2, $3, $4, make_interval(secs => $5))",
         )
         .bind(name)
-        .bind(standin.url_for(&format!("key-{name}")))
+        .bind(url)
         .bind(pool)
         .bind(limit as i32)
         .bind(window.as_secs_f64())

@@ -17,10 +17,8 @@ const ROBOT_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=te
 /// A migrated database with one robot, `parent_group`.
 async fn with_parent_group() -> TestDatabase {
     let db = TestDatabase::migrated().await;
-    db.exec(&format!(
-        "INSERT INTO wecom_webhooks (webhook_name, webhook_url) VALUES ('parent_group', '{ROBOT_URL}')"
-    ))
-    .await;
+    db.add_robot_at("parent_group", ROBOT_URL, None, 20, Duration::from_secs(60))
+        .await;
     db
 }
 

@@ -284,8 +284,7 @@ impl Running {
     }
 }
 
-/// Add a robot whose URL is exactly `url` (a stand-in URL with a chosen key, a placeholder,
-/// a host that is not allowed, …).
+/// Add a robot whose URL is exactly `url` (see `TestDatabase::add_robot_at`).
 pub async fn add_robot_url(
     db: &TestDatabase,
     name: &str,
@@ -294,18 +293,8 @@ pub async fn add_robot_url(
     rate_limit: i32,
     window: Duration,
 ) {
-    sqlx::query(
-        "INSERT INTO wecom_webhooks (webhook_name, webhook_url, pool_name, rate_limit, rate_window)
-         VALUES ($1, $2, $3, $4, make_interval(secs => $5))",
-    )
-    .bind(name)
-    .bind(url)
-    .bind(pool)
-    .bind(rate_limit)
-    .bind(window.as_secs_f64())
-    .execute(db.store.pool())
-    .await
-    .expect("insert robot");
+    db.add_robot_at(name, url, pool, rate_limit as u32, window)
+        .await;
 }
 
 /// Add a robot at the stand-in with its key `key`.
