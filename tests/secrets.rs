@@ -117,7 +117,9 @@ async fn run_through_every_failure(level: &str) {
     let done = "SELECT count(*) FROM wecom_outbox o JOIN wecom_webhooks w USING (webhook_name)
                 WHERE (o.webhook_name = 'good' AND o.status = 'sent')
                    OR (o.webhook_name IN ('gateway', 'dropper', 'slow') AND o.status = 'failed')
-                   OR (o.webhook_name IN ('gone', 'elsewhere') AND NOT w.is_active)";
+                   OR (o.webhook_name = 'gone' AND NOT w.is_active)
+                   OR (o.webhook_name = 'elsewhere' AND o.status = 'pending'
+                       AND EXISTS (SELECT 1 FROM wecom_replica_notes n WHERE n.robot_id = w.id))";
     eventually(
         "every robot to reach its outcome",
         Duration::from_secs(40),

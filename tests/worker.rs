@@ -321,7 +321,7 @@ async fn a_lone_gone_robot_keeps_its_rows_pending() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_robot_outside_the_allowed_hosts_is_never_called() {
+async fn a_robot_outside_the_allowed_hosts_is_skipped_by_the_replica_and_stays_active() {
     let (fake, db) = setup(20, Duration::from_secs(60)).await;
     let elsewhere = fake.url_for("key-x").replace("127.0.0.1", "localhost");
     db.exec(&format!("INSERT INTO wecom_webhooks (webhook_name, webhook_url) VALUES ('parent_group', '{elsewhere}')"))
@@ -329,21 +329,27 @@ async fn a_robot_outside_the_allowed_hosts_is_never_called() {
     db.enqueue("parent_group", "nowhere", 2).await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
     db.wait_for(
-        "SELECT count(*) FROM wecom_webhooks WHERE NOT is_active",
+        "SELECT count(*) FROM wecom_replica_notes WHERE worker_id = 'w1'",
         1,
         5 * SECOND,
     )
     .await;
-    replica.stop().await;
-    assert_eq!(fake.stats().accepted + fake.stats().other_errors, 0);
-    assert_eq!(db.status_count("pending").await, 2);
-    let reason: String = sqlx::query_scalar("SELECT disabled_reason FROM wecom_webhooks")
+    let note: String = sqlx::query_scalar("SELECT note FROM wecom_replica_notes")
         .fetch_one(db.store.pool())
         .await
         .unwrap();
+    replica.stop().await;
+    assert_eq!(fake.stats().accepted + fake.stats().other_errors, 0);
+    assert_eq!(db.status_count("pending").await, 2);
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_webhooks WHERE is_active AND disabled_reason IS NULL")
+            .await,
+        1,
+        "a replica's own configuration never disables a robot for the others"
+    );
     assert!(
-        reason.contains("WECOM_ALLOWED_HOSTS") && !reason.contains("key-x"),
-        "{reason}"
+        note.contains("WECOM_ALLOWED_HOSTS") && !note.contains("key-x"),
+        "{note}"
     );
 }
 

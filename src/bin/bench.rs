@@ -346,7 +346,7 @@ async fn many_robots(size: Size) -> anyhow::Result<serde_json::Value> {
             .await?;
         claim_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if let wecom_outbox::store::ClaimResult::Claimed(_, rows) = result {
-            store.release("bench", &rows).await?;
+            store.release(&rows).await?;
         }
     }
     claim_ms.sort_by(f64::total_cmp);

@@ -38,7 +38,8 @@ pub struct Args {
     /// Rows claimed at a time for one robot (never more than its budget).
     #[arg(long, value_name = "N", default_value_t = 20)]
     batch_size: u32,
-    /// How long a claim is held before another replica may take the rows over.
+    /// How long a claim is held before another replica may take the rows over. A batch
+    /// stops before its lease runs out, and no request to WeCom may outlive it.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::parse_duration)]
     lease: Duration,
     /// Timeout of one request to WeCom.
@@ -54,6 +55,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let allowed_hosts = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        args.lease >= MIN_LEASE,
+        "--lease {} is too short: a claimed row needs at least {} to be sent and recorded",
+        humantime::format_duration(args.lease),
+        humantime::format_duration(MIN_LEASE)
+    );
     let store = Store::connect_lazy(args.db.url()?, args.max_connections)?;
     if let Err(e) = store.check_schema().await {
         // A missing schema is fatal; an unreachable database is waited for by the loop.
@@ -68,10 +75,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             base: args.retry_base_delay,
             max: args.retry_max_delay,
         },
-        // A lease must outlast a whole batch of sends that each run into the timeout.
-        lease: args
-            .lease
-            .max((args.http_timeout + Duration::from_secs(1)) * (args.batch_size.max(1) + 1)),
+        // The lease is what --lease says: a batch stops before it can run out, and no
+        // request is allowed to outlive it.
+        lease: args.lease,
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),
         shutdown_grace: args.shutdown_grace,
@@ -84,3 +90,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     worker::run(store, client, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The shortest lease `run` accepts.
+const MIN_LEASE: Duration = Duration::from_secs(1);

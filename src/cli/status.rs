@@ -114,12 +114,20 @@ fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
             .unwrap_or_else(|| "by an operator".into());
         (Some(format!("disabled: {why}")), None)
     } else if let Err(why) = allowed.check(&r.webhook_url) {
-        (Some(format!("will be disabled: {why}")), None)
+        (
+            Some(format!(
+                "not served by replicas that share this WECOM_ALLOWED_HOSTS: {why}"
+            )),
+            None,
+        )
     } else {
         match decide(&snapshot, r.now, u32::MAX) {
             Decision::Claim { .. } => (None, Some(r.now)),
             Decision::Wait { until } => (None, Some(until)),
-            Decision::Disable { reason } => (Some(format!("will be disabled: {reason}")), None),
+            Decision::Unusable { reason, .. } => {
+                (Some(format!("skipped until fixed: {reason}")), None)
+            }
+            Decision::Skip { reason } => (Some(reason), None),
         }
     };
     let send_window = snapshot.send_window().ok().map(|w| describe_window(&w, r));

@@ -35,8 +35,17 @@ pub enum Decision {
     },
     /// Nothing may go before `until` (quiet hours, budget spent, or paused after 45009).
     Wait { until: DateTime<Utc> },
-    /// The robot's configuration can never work; say why.
-    Disable { reason: String },
+    /// The robot's configuration cannot work as written (an unknown zone, a limit that allows
+    /// nothing): it is skipped with `reason` until `recheck_at`, or until a DBA fixes it (any
+    /// change to a robot or setting wakes the workers). It is never disabled for it: the fix
+    /// alone puts it back in service.
+    Unusable {
+        reason: String,
+        recheck_at: DateTime<Utc>,
+    },
+    /// This replica must not serve the robot (its own configuration forbids it, e.g. the
+    /// robot's host is not in its allowed hosts). Nothing shared changes: other replicas may.
+    Skip { reason: String },
 }
 
 /// How long to wait before looking at a robot whose window never opens (empty `send_days`);
@@ -77,7 +86,12 @@ impl RobotSnapshot {
 pub fn decide(robot: &RobotSnapshot, now: DateTime<Utc>, max_batch: u32) -> Decision {
     let (rate, window) = match (robot.rate(), robot.send_window()) {
         (Ok(rate), Ok(window)) => (rate, window),
-        (Err(reason), _) | (_, Err(reason)) => return Decision::Disable { reason },
+        (Err(reason), _) | (_, Err(reason)) => {
+            return Decision::Unusable {
+                reason,
+                recheck_at: now + NEVER_RECHECK,
+            }
+        }
     };
     if let Some(paused) = robot.paused_until.filter(|p| *p > now) {
         return Decision::Wait {
@@ -199,11 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn a_robot_in_an_unknown_zone_is_disabled_with_the_reason() {
+    fn a_robot_in_an_unknown_zone_is_skipped_with_the_reason_not_disabled() {
         let mut r = robot();
         r.timezone = Some("Mars/Olympus".into());
         match decide(&r, at(10, 0), 20) {
-            Decision::Disable { reason } => assert!(reason.contains("Mars/Olympus"), "{reason}"),
+            Decision::Unusable { reason, .. } => {
+                assert!(reason.contains("Mars/Olympus"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -25,6 +25,9 @@ pub struct ClaimedRobot {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: Uuid,
+    /// The claim's token: only the claim holding it may finish or release the row, so two
+    /// replicas started with the same `--worker-id` can never finish each other's rows.
+    pub lease: Uuid,
     pub payload: serde_json::Value,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -39,8 +42,10 @@ pub enum ClaimResult {
     Busy,
     /// Nothing may go before this time; the robot's next check is set to it.
     Waiting(DateTime<Utc>),
-    /// The robot was disabled, for this reason.
-    Disabled(String),
+    /// The robot's configuration cannot work; it is skipped (not disabled) for this reason.
+    Unusable(String),
+    /// This replica may not serve the robot (its own configuration); nothing shared changed.
+    Skipped(String),
     /// These rows are ours until the lease ends, in send order.
     Claimed(ClaimedRobot, Vec<Claimed>),
 }
@@ -49,6 +54,7 @@ pub enum ClaimResult {
 #[derive(Debug, Clone)]
 pub struct SentRecord {
     pub outbox_id: Uuid,
+    pub lease: Uuid,
     pub slot_id: i64,
     pub robot_id: i32,
     pub robot_name: String,
@@ -59,6 +65,7 @@ impl SentRecord {
     pub fn of(robot: &ClaimedRobot, row: &Claimed) -> SentRecord {
         SentRecord {
             outbox_id: row.id,
+            lease: row.lease,
             slot_id: row.slot_id,
             robot_id: robot.id,
             robot_name: robot.name.clone(),
@@ -66,22 +73,23 @@ impl SentRecord {
     }
 }
 
-/// How one send ended, as the store records it.
+/// How one send ended, as the store records it. Delays are durations from the database's
+/// clock (the one clock every replica shares), never instants from the worker's.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
     /// WeCom answered errcode 0: `sent`, one log row, robot counters updated.
     Sent,
     /// Given up: `failed`, one log row.
     Failed { errcode: Option<i64>, error: String },
-    /// Try again at `not_before`; the attempt is used.
-    RetryAt {
-        not_before: DateTime<Utc>,
+    /// Try again after `retry_in`; the attempt is used.
+    RetryAfter {
+        retry_in: std::time::Duration,
         errcode: Option<i64>,
         error: String,
     },
-    /// 45009: back to `pending` without using an attempt; the robot pauses until `pause_until`.
+    /// 45009: back to `pending` without using an attempt; the robot pauses for `pause`.
     RateLimited {
-        pause_until: DateTime<Utc>,
+        pause: std::time::Duration,
         error: String,
     },
     /// The robot is unusable: disable it with `reason`; the row goes back to `pending` for the

@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct WeComClient {
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -29,14 +30,30 @@ impl WeComClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wecom-outbox/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(WeComClient { http })
+        Ok(WeComClient { http, timeout })
+    }
+
+    /// The longest a request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// POST `body` to the robot at `url`. Never fails: every way it can go wrong is a [`Reply`],
     /// and no reply ever contains the key.
-    #[tracing::instrument(name = "wecom.send", skip_all)]
     pub async fn send(&self, url: &str, body: &serde_json::Value) -> Reply {
-        let response = match self.http.post(url).json(body).send().await {
+        self.send_within(url, body, self.timeout).await
+    }
+
+    /// [`send`](Self::send), giving up after `limit` if that is sooner than the client's own
+    /// timeout: the worker never lets a request outlive the lease on its row.
+    #[tracing::instrument(name = "wecom.send", skip_all)]
+    pub async fn send_within(&self, url: &str, body: &serde_json::Value, limit: Duration) -> Reply {
+        let request = self
+            .http
+            .post(url)
+            .json(body)
+            .timeout(limit.min(self.timeout));
+        let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return Reply::NoAnswer(describe_error(e)),
         };

@@ -10,6 +10,7 @@ use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
+use robot::Served;
 use sqlx::postgres::PgListener;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,7 +85,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let abandon = CancellationToken::new();
-    let recorder = recorder::Recorder::start(store.clone(), config.worker_id.clone());
+    let recorder = recorder::Recorder::start(store.clone());
+    if let Err(e) = store.forget_replica_notes(&config.worker_id).await {
+        tracing::debug!(error = %e, "could not clear this replica's old notes");
+    }
     let worker = Arc::new(Worker {
         recorder,
         store,
@@ -100,15 +104,22 @@ pub async fn run(
         worker.wait(&mut state, wake_at).await;
     }
     worker.drain(&mut state.tasks).await;
+    let _ = worker
+        .store
+        .forget_replica_notes(&worker.config.worker_id)
+        .await;
     tracing::info!(worker_id = %worker.config.worker_id, "worker stopped");
     Ok(())
 }
 
 #[derive(Default)]
 struct LoopState {
-    tasks: JoinSet<i32>,
+    tasks: JoinSet<(i32, Served)>,
     /// The robot each running task serves.
     busy: HashMap<tokio::task::Id, i32>,
+    /// Robots this replica leaves alone for a while: it may not serve them, or claiming for
+    /// them failed. One bad robot never spins the loop.
+    held: HashMap<i32, Held>,
     listener: Option<PgListener>,
     last_housekeeping: Option<Instant>,
     db_failures: usize,
@@ -155,9 +166,21 @@ impl Worker {
         }
         let busy: Vec<i32> = state.busy.values().copied().collect();
         let free = self.config.concurrency.saturating_sub(busy.len());
+        let now = Instant::now();
+        let excluded: Vec<i32> = busy
+            .iter()
+            .copied()
+            .chain(
+                state
+                    .held
+                    .iter()
+                    .filter(|(_, h)| h.until > now)
+                    .map(|(id, _)| *id),
+            )
+            .collect();
         let mut started = 0;
         if free > 0 {
-            for robot_id in self.store.due_robots(free as i64, &busy).await? {
+            for robot_id in self.store.due_robots(free as i64, &excluded).await? {
                 let task = state.tasks.spawn(robot::serve(self.clone(), robot_id));
                 state.busy.insert(task.id(), robot_id);
                 started += 1;
@@ -168,11 +191,17 @@ impl Worker {
             .poll(self.store.pool(), &self.config.worker_id)
             .await;
         let now = Instant::now();
-        let wake = match self.store.next_wake(&busy).await? {
+        let wake = match self.store.next_wake(&excluded).await? {
             Some(at) => now + (at - Utc::now()).to_std().unwrap_or_default(),
             None => now + self.config.max_idle,
         };
         let wake = daily.map_or(wake, |at| wake.min(at));
+        let wake = state
+            .held
+            .values()
+            .map(|h| h.until)
+            .filter(|until| *until > now)
+            .fold(wake, Instant::min);
         let floor = if started == 0 { now + MIN_IDLE } else { now };
         Ok(wake.clamp(floor, now + self.config.max_idle))
     }
@@ -184,9 +213,9 @@ impl Worker {
             _ = self.shutdown.cancelled() => {}
             _ = tokio::time::sleep_until(wake_at) => {}
             Some(done) = state.tasks.join_next_with_id(), if !state.tasks.is_empty() => {
-                forget(state, done);
+                self.forget(state, done).await;
                 while let Some(done) = state.tasks.try_join_next_with_id() {
-                    forget(state, done);
+                    self.forget(state, done).await;
                 }
             }
             notified = recv(listener) => {
@@ -199,7 +228,7 @@ impl Worker {
 
     /// Let in-flight sends finish (bounded by the grace period); claimed rows not yet sent
     /// are released by their tasks.
-    async fn drain(&self, tasks: &mut JoinSet<i32>) {
+    async fn drain(&self, tasks: &mut JoinSet<(i32, Served)>) {
         let in_flight = tasks.len();
         if in_flight > 0 {
             tracing::info!(in_flight, "shutting down: finishing in-flight sends");
@@ -223,23 +252,106 @@ impl Worker {
     }
 }
 
-async fn join_all(tasks: &mut JoinSet<i32>) {
+async fn join_all(tasks: &mut JoinSet<(i32, Served)>) {
     while tasks.join_next().await.is_some() {}
 }
 
 /// After the grace period, how long tasks get to hand back their unsent rows.
 const RELEASE_GRACE: Duration = Duration::from_secs(5);
 
-/// A finished (or panicked) task's robot can be served again.
-fn forget(state: &mut LoopState, done: Result<(tokio::task::Id, i32), tokio::task::JoinError>) {
-    let id = match done {
-        Ok((id, _)) => id,
-        Err(e) => {
-            tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
-            e.id()
+/// A robot this replica leaves alone until `until`.
+struct Held {
+    until: Instant,
+    /// Consecutive failed claims (0 for a robot skipped by this replica's configuration).
+    failures: u32,
+    reason: String,
+}
+
+/// How long a replica leaves a robot alone that its own configuration forbids before it
+/// looks again (the robot's URL may have been fixed).
+const SKIP_RECHECK: Duration = Duration::from_secs(60);
+
+impl Worker {
+    /// A finished (or panicked) task's robot can be served again, unless it has to wait.
+    async fn forget(
+        &self,
+        state: &mut LoopState,
+        done: Result<(tokio::task::Id, (i32, Served)), tokio::task::JoinError>,
+    ) {
+        let (id, robot_id, served) = match done {
+            Ok((id, (robot_id, served))) => (id, robot_id, served),
+            Err(e) => {
+                tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
+                state.busy.remove(&e.id());
+                return;
+            }
+        };
+        state.busy.remove(&id);
+        match served {
+            Served::Done => {
+                state.held.remove(&robot_id);
+            }
+            Served::Skipped(reason) => self.hold_skipped(state, robot_id, reason).await,
+            Served::Trouble(reason) => self.hold_troubled(state, robot_id, reason).await,
         }
-    };
-    state.busy.remove(&id);
+    }
+
+    /// This replica may not serve `robot_id`: say so once, note it for `status`, look again
+    /// in a minute. Nothing about the robot changes for other replicas.
+    async fn hold_skipped(&self, state: &mut LoopState, robot_id: i32, reason: String) {
+        let known = state
+            .held
+            .get(&robot_id)
+            .is_some_and(|h| h.reason == reason);
+        if !known {
+            tracing::warn!(robot_id, %reason, "this replica skips the robot (its own configuration); other replicas may serve it");
+        }
+        let note = format!("skipped by this replica: {reason}");
+        if let Err(e) = self
+            .store
+            .note_replica_skip(&self.config.worker_id, robot_id, &note)
+            .await
+        {
+            tracing::debug!(error = %e, "could not note the skip for status");
+        }
+        state.held.insert(
+            robot_id,
+            Held {
+                until: Instant::now() + SKIP_RECHECK,
+                failures: 0,
+                reason,
+            },
+        );
+    }
+
+    /// Claiming for `robot_id` failed: back off (doubling to a minute), say why in the
+    /// robot's state so `status` shows it, and go on with the others.
+    async fn hold_troubled(&self, state: &mut LoopState, robot_id: i32, reason: String) {
+        let failures = state.held.get(&robot_id).map_or(0, |h| h.failures) + 1;
+        let back_off = trouble_backoff(failures);
+        tracing::warn!(robot_id, error = %reason, retry_in = ?back_off, "claim failed; this robot waits, the others go on");
+        let why = format!("the worker could not claim for this robot: {reason}");
+        if let Err(e) = self
+            .store
+            .note_robot_trouble(robot_id, &why, back_off)
+            .await
+        {
+            tracing::debug!(error = %e, "could not note the trouble for status");
+        }
+        state.held.insert(
+            robot_id,
+            Held {
+                until: Instant::now() + back_off,
+                failures,
+                reason,
+            },
+        );
+    }
+}
+
+/// 1 s doubling to a minute.
+fn trouble_backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 async fn recv(listener: Option<&mut PgListener>) -> sqlx::Result<()> {

@@ -20,10 +20,10 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// Start the recorder task for `worker_id`.
-    pub(crate) fn start(store: Store, worker_id: String) -> Recorder {
+    /// Start the recorder task.
+    pub(crate) fn start(store: Store) -> Recorder {
         let (requests, inbox) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(store, worker_id, inbox));
+        tokio::spawn(run(store, inbox));
         Recorder { requests }
     }
 
@@ -40,7 +40,7 @@ impl Recorder {
     }
 }
 
-async fn run(store: Store, worker_id: String, mut inbox: mpsc::Receiver<Request>) {
+async fn run(store: Store, mut inbox: mpsc::Receiver<Request>) {
     while let Some(first) = inbox.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -50,7 +50,7 @@ async fn run(store: Store, worker_id: String, mut inbox: mpsc::Receiver<Request>
             }
         }
         let records: Vec<SentRecord> = batch.iter().map(|r| r.record.clone()).collect();
-        let result = store.record_sent(&worker_id, &records).await;
+        let result = store.record_sent(&records).await;
         for request in batch {
             let answer = match &result {
                 Ok(done) => Ok(done.contains(&request.record.outbox_id)),

@@ -8,12 +8,28 @@ use crate::rules::retry::pause_after_rate_limited;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot, Finish, SentRecord};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// Claim a batch for `robot_id` and send it; returns the robot's id for the loop's book-keeping.
+/// How serving a robot went, for the loop's book-keeping.
+#[derive(Debug)]
+pub(super) enum Served {
+    /// Claimed and sent, or nothing to do.
+    Done,
+    /// This replica may not serve the robot (its own configuration); look again later.
+    Skipped(String),
+    /// The claim failed (the database is away, or the robot's row cannot be read); back off.
+    Trouble(String),
+}
+
+/// Claim a batch for `robot_id` and send it.
 #[tracing::instrument(name = "robot", skip(worker))]
-pub(super) async fn serve(worker: Arc<Worker>, robot_id: i32) -> i32 {
+pub(super) async fn serve(worker: Arc<Worker>, robot_id: i32) -> (i32, Served) {
     let plan =
         |snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>| worker.plan(snapshot, url, now);
+    // The lease is counted from before the claim, so this replica's idea of when it ends is
+    // never later than the database's.
+    let lease_end = Instant::now() + worker.config.lease;
     let claimed = worker
         .store
         .claim(
@@ -23,41 +39,50 @@ pub(super) async fn serve(worker: Arc<Worker>, robot_id: i32) -> i32 {
             plan,
         )
         .await;
-    match claimed {
+    let served = match claimed {
         Ok(ClaimResult::Claimed(robot, rows)) if !rows.is_empty() => {
             tracing::debug!(robot = %robot.name, rows = rows.len(), "claimed");
-            worker.send_batch(&robot, rows).await;
+            worker.send_batch(&robot, rows, lease_end).await;
+            Served::Done
         }
-        Ok(ClaimResult::Disabled(reason)) => {
-            tracing::warn!(robot_id, %reason, "robot disabled");
+        Ok(ClaimResult::Unusable(reason)) => {
+            tracing::warn!(robot_id, %reason, "robot skipped until its configuration is fixed");
+            Served::Done
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(robot_id, error = %e, "claim failed; will retry"),
-    }
-    robot_id
+        Ok(ClaimResult::Skipped(reason)) => Served::Skipped(reason),
+        Ok(_) => Served::Done,
+        Err(e) => Served::Trouble(e.to_string()),
+    };
+    (robot_id, served)
 }
 
 impl Worker {
-    /// The rules' decision, with the allowed-hosts check first: a robot whose URL points
-    /// elsewhere is never called.
+    /// The rules' decision, with this replica's allowed-hosts check first: a robot whose URL
+    /// points elsewhere is never called by this replica, and nothing shared changes for it.
     fn plan(&self, snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>) -> Decision {
         if let Err(reason) = self.config.allowed_hosts.check(url) {
-            return Decision::Disable { reason };
+            return Decision::Skip { reason };
         }
         decide(snapshot, now, self.config.batch_size)
     }
 
-    /// Send the rows in order. After 45009, a gone robot, or shutdown, the rest go back.
-    async fn send_batch(&self, robot: &ClaimedRobot, rows: Vec<Claimed>) {
+    /// Send the rows in order while the lease lasts. After 45009, a gone robot, a record that
+    /// could not be written, a lease running out, or shutdown, the rest go back.
+    async fn send_batch(&self, robot: &ClaimedRobot, rows: Vec<Claimed>, lease_end: Instant) {
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
             if self.shutdown.is_cancelled() {
-                let rest: Vec<Claimed> = std::iter::once(row).chain(rows).collect();
-                self.release(&rest).await;
+                self.release(&with_rest(row, rows.by_ref())).await;
                 return;
             }
+            let Some(limit) = send_limit(lease_end, self.config.lease) else {
+                let rest = with_rest(row, rows.by_ref());
+                tracing::info!(robot = %robot.name, rows = rest.len(), "lease running out: giving the rest of the batch back");
+                self.release(&rest).await;
+                return;
+            };
             let reply = tokio::select! {
-                reply = self.client.send(&robot.url, &row.payload) => reply,
+                reply = self.client.send_within(&robot.url, &row.payload, limit) => reply,
                 _ = self.abandon.cancelled() => {
                     // The lease of `row` decides its fate; the rest go back now.
                     self.release(&rows.collect::<Vec<_>>()).await;
@@ -67,8 +92,8 @@ impl Worker {
             let outcome = classify(&reply);
             let finish = self.finish_for(robot, &row, &reply, outcome);
             log_outcome(robot, &row, &reply, &finish);
-            self.record(robot, &row, &finish).await;
-            if matches!(outcome, Outcome::RateLimited | Outcome::RobotGone) {
+            let recorded = self.record(robot, &row, &finish, lease_end).await;
+            if !recorded || matches!(outcome, Outcome::RateLimited | Outcome::RobotGone) {
                 self.release(&rows.collect::<Vec<_>>()).await;
                 return;
             }
@@ -85,7 +110,6 @@ impl Worker {
     ) -> Finish {
         let error = reply.describe();
         let errcode = reply.errcode();
-        let now = Utc::now();
         match outcome {
             Outcome::Sent => Finish::Sent,
             Outcome::Rejected => Finish::Failed { errcode, error },
@@ -94,10 +118,9 @@ impl Worker {
                 Finish::Failed { errcode, error }
             }
             Outcome::Transient => {
-                let delay = self.config.retry.delay(row.attempts.max(1) as u32);
-                let not_before = now + chrono::Duration::from_std(delay).unwrap_or_default();
-                Finish::RetryAt {
-                    not_before,
+                let retry_in = self.config.retry.delay(row.attempts.max(1) as u32);
+                Finish::RetryAfter {
+                    retry_in,
                     errcode,
                     error,
                 }
@@ -107,8 +130,7 @@ impl Worker {
                     robot.rate_window,
                     robot.consecutive_45009.max(0) as u32 + 1,
                 );
-                let pause_until = now + chrono::Duration::from_std(pause).unwrap_or_default();
-                Finish::RateLimited { pause_until, error }
+                Finish::RateLimited { pause, error }
             }
             Outcome::RobotGone => Finish::RobotGone {
                 errcode,
@@ -119,27 +141,43 @@ impl Worker {
         }
     }
 
-    /// Write the outcome, retrying while the database is away; a lease that runs out first
-    /// means another replica will retry the row.
-    async fn record(&self, robot: &ClaimedRobot, row: &Claimed, finish: &Finish) {
-        let deadline = tokio::time::Instant::now() + self.config.lease;
+    /// Write the outcome, retrying while the database is away. `false` if it could not be
+    /// written (the lease was lost, or the database stayed away past the lease): the batch
+    /// stops, since its other rows may be another replica's by now.
+    ///
+    /// A sent message keeps trying past its lease: as long as no other replica has rescued
+    /// the row, recording it late still prevents a second send.
+    async fn record(
+        &self,
+        robot: &ClaimedRobot,
+        row: &Claimed,
+        finish: &Finish,
+        lease_end: Instant,
+    ) -> bool {
+        let deadline = match finish {
+            Finish::Sent => lease_end + self.config.lease,
+            _ => lease_end,
+        };
         let mut failures = 0;
         loop {
             match self.write(robot, row, finish).await {
-                Ok(true) => return,
+                Ok(true) => return true,
                 Ok(false) => {
                     tracing::warn!(outbox_id = %row.id, "lease lost before the outcome was recorded");
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     failures += 1;
                     let delay = db_backoff(failures);
-                    if tokio::time::Instant::now() + delay > deadline {
+                    if Instant::now() + delay > deadline || self.abandon.is_cancelled() {
                         tracing::error!(outbox_id = %row.id, error = %e, "could not record the outcome before the lease ended");
-                        return;
+                        return false;
                     }
                     tracing::warn!(outbox_id = %row.id, error = %e, retry_in = ?delay, "recording the outcome failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.abandon.cancelled() => {}
+                    }
                 }
             }
         }
@@ -155,9 +193,8 @@ impl Worker {
         if *finish == Finish::Sent {
             return self.recorder.record(SentRecord::of(robot, row)).await;
         }
-        let worker = &self.config.worker_id;
         self.store
-            .finish(worker, robot, row, finish)
+            .finish(robot, row, finish)
             .await
             .map_err(|e| e.to_string())
     }
@@ -168,7 +205,7 @@ impl Worker {
             return;
         }
         for attempt in 1..=5 {
-            match self.store.release(&self.config.worker_id, rows).await {
+            match self.store.release(rows).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, rows = rows.len(), "releasing rows failed; retrying");
@@ -183,17 +220,35 @@ fn log_outcome(robot: &ClaimedRobot, row: &Claimed, reply: &Reply, finish: &Fini
     let (robot, destination, id, attempt) = (&robot.name, &robot.destination, row.id, row.attempts);
     match finish {
         Finish::Sent => tracing::info!(%robot, %destination, outbox_id = %id, attempt, "sent"),
-        Finish::RetryAt { not_before, .. } => {
-            tracing::warn!(%robot, %destination, outbox_id = %id, attempt, reply = %reply.describe(), retry_at = %not_before, "send failed; will retry")
+        Finish::RetryAfter { retry_in, .. } => {
+            tracing::warn!(%robot, %destination, outbox_id = %id, attempt, reply = %reply.describe(), ?retry_in, "send failed; will retry")
         }
         Finish::Failed { error, .. } => {
             tracing::warn!(%robot, %destination, outbox_id = %id, attempt, %error, "failed")
         }
-        Finish::RateLimited { pause_until, .. } => {
-            tracing::warn!(%robot, %destination, outbox_id = %id, paused_until = %pause_until, "WeCom said 45009: robot paused, message requeued")
+        Finish::RateLimited { pause, .. } => {
+            tracing::warn!(%robot, %destination, outbox_id = %id, ?pause, "WeCom said 45009: robot paused, message requeued")
         }
         Finish::RobotGone { reason, .. } => {
             tracing::error!(%robot, %destination, outbox_id = %id, %reason, "robot disabled; its messages wait for the rest of the pool")
         }
     }
+}
+
+/// How long the next request may take so that its outcome can still be recorded within the
+/// lease, or `None` when too little of the lease is left to start one.
+fn send_limit(lease_end: Instant, lease: Duration) -> Option<Duration> {
+    let margin = (lease / 4).min(Duration::from_secs(5));
+    let left = lease_end
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(margin);
+    (left >= MIN_SEND).then_some(left)
+}
+
+/// A request is not started with less time than this to go.
+const MIN_SEND: Duration = Duration::from_millis(200);
+
+/// `row` and every row after it.
+fn with_rest(row: Claimed, rest: impl Iterator<Item = Claimed>) -> Vec<Claimed> {
+    std::iter::once(row).chain(rest).collect()
 }

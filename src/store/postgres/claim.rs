@@ -81,7 +81,8 @@ WHERE robot_id = $1 AND at > $2 - make_interval(secs => $3)
 "#;
 
 /// THE CLAIM: the destination's best pending rows, skipping rows another replica holds,
-/// leased to this worker. Higher priority first, then oldest first.
+/// leased to this claim's token until `$2 + $5 seconds`. Higher priority first, then in the
+/// order they were written.
 const CLAIM_ROWS: &str = r#"
 WITH picked AS (
     SELECT id
@@ -90,7 +91,7 @@ WITH picked AS (
       AND status = 'pending'
       AND not_before <= $2
       AND (expires_at IS NULL OR expires_at > $2)
-    ORDER BY priority DESC, created_at
+    ORDER BY priority DESC, seq
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
@@ -99,10 +100,11 @@ SET status = 'sending',
     attempts = o.attempts + 1,
     locked_by = $4,
     locked_until = $2 + make_interval(secs => $5),
+    lease_token = $7,
     robot_name = $6
 FROM picked
 WHERE o.id = picked.id
-RETURNING o.id, o.payload, o.attempts, o.max_attempts, o.priority, o.created_at
+RETURNING o.id, o.payload, o.attempts, o.max_attempts, o.priority, o.seq
 "#;
 
 /// One reservation per claimed row, counted against the robot's limit from now on.
@@ -114,9 +116,30 @@ RETURNING id
 
 const SET_NEXT_CHECK: &str = "UPDATE wecom_robot_state SET next_check_at = $2 WHERE robot_id = $1";
 
-const DISABLE_ROBOT: &str = r#"
-UPDATE wecom_webhooks SET is_active = false, disabled_reason = $2 WHERE id = $1
+/// A robot whose configuration cannot work: say why, look again at `$3`. Not disabled: the
+/// DBA's fix alone (which wakes the workers) puts it back in service.
+const ROBOT_UNUSABLE: &str = r#"
+UPDATE wecom_robot_state
+SET next_check_at = $3, last_error = $2, last_error_at = now()
+WHERE robot_id = $1
 "#;
+
+/// A robot the worker could not even claim for (a row it cannot read): say why and leave it
+/// alone for `$3` seconds, so one bad row never spins every replica.
+const ROBOT_TROUBLE: &str = r#"
+UPDATE wecom_robot_state
+SET next_check_at = clock_timestamp() + make_interval(secs => $3),
+    last_error = $2, last_error_at = now()
+WHERE robot_id = $1
+"#;
+
+/// This replica skips a robot because of its own configuration; `status` shows it.
+const NOTE_SKIP: &str = r#"
+INSERT INTO wecom_replica_notes (worker_id, robot_id, note) VALUES ($1, $2, $3)
+ON CONFLICT (worker_id, robot_id) DO UPDATE SET note = EXCLUDED.note, noted_at = now()
+"#;
+
+const FORGET_NOTES: &str = "DELETE FROM wecom_replica_notes WHERE worker_id = $1";
 
 #[derive(sqlx::FromRow)]
 struct LockedRobot {
@@ -143,7 +166,7 @@ struct ClaimedRow {
     attempts: i32,
     max_attempts: i32,
     priority: i16,
-    created_at: DateTime<Utc>,
+    seq: i64,
 }
 
 /// The rules' answer for a robot, given its snapshot, its URL and the database's `now`.
@@ -183,21 +206,62 @@ impl LockedRobot {
 
 impl PgStore {
     /// Up to `limit` robots worth a claim attempt now, most overdue first.
-    /// Robots in `busy` (served by this replica now) are left out.
-    pub async fn due_robots(&self, limit: i64, busy: &[i32]) -> sqlx::Result<Vec<i32>> {
+    /// Robots in `excluded` (served by this replica now, or held back by it) are left out.
+    pub async fn due_robots(&self, limit: i64, excluded: &[i32]) -> sqlx::Result<Vec<i32>> {
         sqlx::query_scalar(DUE_ROBOTS)
             .bind(limit)
-            .bind(busy)
+            .bind(excluded)
             .fetch_all(&self.pool)
             .await
     }
 
     /// When the worker should look again if no NOTIFY arrives first (`None`: nothing pending).
-    pub async fn next_wake(&self, busy: &[i32]) -> sqlx::Result<Option<DateTime<Utc>>> {
+    pub async fn next_wake(&self, excluded: &[i32]) -> sqlx::Result<Option<DateTime<Utc>>> {
         sqlx::query_scalar(NEXT_WAKE)
-            .bind(busy)
+            .bind(excluded)
             .fetch_one(&self.pool)
             .await
+    }
+
+    /// Say why a robot could not be served and leave it alone for `back_off` (every replica).
+    pub async fn note_robot_trouble(
+        &self,
+        robot_id: i32,
+        reason: &str,
+        back_off: Duration,
+    ) -> sqlx::Result<()> {
+        sqlx::query(ROBOT_TROUBLE)
+            .bind(robot_id)
+            .bind(reason)
+            .bind(back_off.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Record that replica `worker_id` skips a robot, and why (shown by `status`).
+    pub async fn note_replica_skip(
+        &self,
+        worker_id: &str,
+        robot_id: i32,
+        note: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(NOTE_SKIP)
+            .bind(worker_id)
+            .bind(robot_id)
+            .bind(note)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forget what replica `worker_id` said it skips (it starts, or stops, with a clean slate).
+    pub async fn forget_replica_notes(&self, worker_id: &str) -> sqlx::Result<()> {
+        sqlx::query(FORGET_NOTES)
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Decide for one robot with `plan`, and claim what it allows, in one transaction.
@@ -225,13 +289,16 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         let result = match plan(&robot.snapshot(recent), &robot.webhook_url, robot.now) {
-            Decision::Disable { reason } => {
-                sqlx::query(DISABLE_ROBOT)
+            // Nothing shared changes: the transaction ends without a write.
+            Decision::Skip { reason } => return Ok(ClaimResult::Skipped(reason)),
+            Decision::Unusable { reason, recheck_at } => {
+                sqlx::query(ROBOT_UNUSABLE)
                     .bind(robot_id)
                     .bind(&reason)
+                    .bind(recheck_at)
                     .execute(&mut *tx)
                     .await?;
-                ClaimResult::Disabled(reason)
+                ClaimResult::Unusable(reason)
             }
             Decision::Wait { until } => {
                 set_next_check(&mut tx, robot_id, until).await?;
@@ -276,6 +343,7 @@ async fn claim_rows(
     worker_id: &str,
     lease: Duration,
 ) -> sqlx::Result<Vec<Claimed>> {
+    let lease_token = Uuid::new_v4();
     let mut rows: Vec<ClaimedRow> = sqlx::query_as(CLAIM_ROWS)
         .bind(&robot.destination)
         .bind(robot.now)
@@ -283,16 +351,13 @@ async fn claim_rows(
         .bind(worker_id)
         .bind(lease.as_secs_f64())
         .bind(&robot.webhook_name)
+        .bind(lease_token)
         .fetch_all(&mut **tx)
         .await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    rows.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.created_at.cmp(&b.created_at))
-    });
+    rows.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
     let slots: Vec<i64> = sqlx::query_scalar(RESERVE_SLOTS)
         .bind(robot.id)
         .bind(robot.now)
@@ -304,6 +369,7 @@ async fn claim_rows(
         .zip(slots)
         .map(|(row, slot_id)| Claimed {
             id: row.id,
+            lease: lease_token,
             payload: row.payload,
             attempts: row.attempts,
             max_attempts: row.max_attempts,

@@ -4,33 +4,38 @@
 use super::PgStore;
 use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
 use sqlx::{Postgres, Transaction};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The hot path: sent messages (of one or more robots) recorded in one statement. Each row
 /// becomes `sent` and gets its log row, its robot's Phase-1 counters move, and its slot takes
 /// WeCom's answer time. A row whose lease was lost changes nothing but its slot.
-/// $1 outbox ids, $2 worker, $3 robot names, $4 robot ids, $5 slot ids (parallel arrays).
+/// If the school's log refuses any row (a foreign key, a column it added), the statement
+/// fails as a whole and each row is recorded on its own by `RECORD_ONE_SENT` instead.
+/// $1 outbox ids, $2 lease tokens, $3 robot names, $4 robot ids, $5 slot ids (parallel arrays).
 const RECORD_SENT: &str = r#"
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $3::text[], $4::int[], $5::bigint[])
-        AS t (outbox_id, robot_name, robot_id, slot_id)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[])
+        AS t (outbox_id, lease, robot_name, robot_id, slot_id)
 ),
 done AS (
     UPDATE wecom_outbox o
     SET status = 'sent', sent_at = now(), last_errcode = 0, last_error = NULL,
-        locked_by = NULL, locked_until = NULL, robot_name = i.robot_name
+        locked_by = NULL, locked_until = NULL, lease_token = NULL, robot_name = i.robot_name
     FROM input i
-    WHERE o.id = i.outbox_id AND o.status = 'sending' AND o.locked_by = $2
+    WHERE o.id = i.outbox_id AND o.status = 'sending' AND o.lease_token = i.lease
     RETURNING o.*, i.robot_id
 ),
 logged AS (
     INSERT INTO wecom_message_log
         (webhook_name, message_type, message_content, enrollment_id, send_status,
          send_timestamp, outbox_id, robot_name, errcode, attempts)
-    SELECT left(webhook_name, 100), left(message_type, 50), payload::text, enrollment_id,
-           'sent', now(), id, robot_name, 0, attempts
+    SELECT webhook_name, message_type, payload::text, enrollment_id,
+           'sent', sent_at, id, robot_name, 0, attempts
     FROM done
-    ON CONFLICT (outbox_id) DO NOTHING
+    ON CONFLICT (outbox_id) DO UPDATE
+    SET send_status = 'sent', send_timestamp = EXCLUDED.send_timestamp, error_message = NULL,
+        robot_name = EXCLUDED.robot_name, errcode = 0, attempts = EXCLUDED.attempts
 ),
 counted AS (
     UPDATE wecom_webhooks w
@@ -50,39 +55,40 @@ healthy AS (
 SELECT id FROM done
 "#;
 
+/// One sent message, when the group statement could not record it: the status first, then
+/// the log row with what the school's log accepts (`wecom_write_log`, migration 0005).
+const MARK_ONE_SENT: &str = r#"
+UPDATE wecom_outbox
+SET status = 'sent', sent_at = now(), last_errcode = 0, last_error = NULL,
+    locked_by = NULL, locked_until = NULL, lease_token = NULL, robot_name = $3
+WHERE id = $1 AND status = 'sending' AND lease_token = $2
+"#;
+
+const ROBOT_HEALTHY: &str =
+    "UPDATE wecom_robot_state SET consecutive_45009 = 0 WHERE robot_id = $1 AND consecutive_45009 <> 0";
+
 /// Several robots in one batch: take their rows' locks in id order first, so two replicas
 /// recording overlapping robots cannot deadlock on the counters.
 const LOCK_ROBOTS: &str = "SELECT id FROM wecom_webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
-/// Only the lease holder may finish a row; a row whose lease was lost is someone else's now.
+/// Only the claim holding the row may finish it; a row whose lease was lost is someone
+/// else's now.
 const MARK_FAILED: &str = r#"
 UPDATE wecom_outbox
 SET status = 'failed', last_errcode = $3, last_error = $4,
-    locked_by = NULL, locked_until = NULL, robot_name = $5
-WHERE id = $1 AND status = 'sending' AND locked_by = $2
+    locked_by = NULL, locked_until = NULL, lease_token = NULL, robot_name = $5
+WHERE id = $1 AND status = 'sending' AND lease_token = $2
 "#;
 
-/// Back to `pending` at `not_before`; `$5` attempts are given back (1 when it was not the
-/// message's fault).
+/// Back to `pending` in `$3` seconds (database clock); `$5` attempts are given back (1 when
+/// it was not the message's fault).
 const BACK_TO_PENDING: &str = r#"
 UPDATE wecom_outbox
-SET status = 'pending', not_before = greatest(not_before, $3), last_errcode = $4,
-    last_error = $6, attempts = greatest(attempts - $5, 0),
-    locked_by = NULL, locked_until = NULL
-WHERE id = $1 AND status = 'sending' AND locked_by = $2
-"#;
-
-/// The Phase-1 log row: one per outbox row that reached `sent` or `failed`.
-const WRITE_LOG: &str = r#"
-INSERT INTO wecom_message_log
-    (webhook_name, message_type, message_content, enrollment_id, send_status,
-     send_timestamp, error_message, outbox_id, robot_name, errcode, attempts)
-SELECT left(o.webhook_name, 100), left(o.message_type, 50), o.payload::text, o.enrollment_id,
-       o.status, CASE WHEN o.status = 'sent' THEN now() END, o.last_error, o.id,
-       $2, o.last_errcode, o.attempts
-FROM wecom_outbox o
-WHERE o.id = $1
-ON CONFLICT (outbox_id) DO NOTHING
+SET status = 'pending',
+    not_before = greatest(not_before, clock_timestamp() + make_interval(secs => $3)),
+    last_errcode = $4, last_error = $6, attempts = greatest(attempts - $5, 0),
+    locked_by = NULL, locked_until = NULL, lease_token = NULL
+WHERE id = $1 AND status = 'sending' AND lease_token = $2
 "#;
 
 /// Phase-1 dashboards read these two columns.
@@ -104,7 +110,8 @@ WHERE robot_id = $1
 
 const ROBOT_PAUSED: &str = r#"
 UPDATE wecom_robot_state
-SET paused_until = $2, next_check_at = greatest(next_check_at, $2),
+SET paused_until = clock_timestamp() + make_interval(secs => $2),
+    next_check_at = greatest(next_check_at, clock_timestamp() + make_interval(secs => $2)),
     consecutive_45009 = consecutive_45009 + 1,
     last_errcode = 45009, last_error = $3, last_error_at = now()
 WHERE robot_id = $1
@@ -115,28 +122,20 @@ UPDATE wecom_webhooks SET is_active = false, disabled_reason = $2 WHERE id = $1
 "#;
 
 /// Rows whose lease ended without an answer (their replica died): pending again, or
-/// `failed` (with its log row) if that was their last attempt.
+/// `failed` if that was their last attempt (their log rows follow in `WRITE_LOGS`).
 const RESCUE_LEASES: &str = r#"
-WITH lost AS (
-    UPDATE wecom_outbox
-    SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
-        last_error = 'lease expired: worker ' || coalesce(locked_by, '?')
-                     || ' stopped answering mid-send (WeCom may have received it)',
-        locked_by = NULL, locked_until = NULL
-    WHERE status = 'sending' AND locked_until < clock_timestamp()
-    RETURNING id, status
-)
-INSERT INTO wecom_message_log
-    (webhook_name, message_type, message_content, enrollment_id, send_status,
-     error_message, outbox_id, robot_name, errcode, attempts)
-SELECT left(o.webhook_name, 100), left(o.message_type, 50), o.payload::text, o.enrollment_id,
-       'failed', o.last_error, o.id, o.robot_name, o.last_errcode, o.attempts
-FROM lost JOIN wecom_outbox o USING (id)
-WHERE lost.status = 'failed'
-ON CONFLICT (outbox_id) DO NOTHING
+UPDATE wecom_outbox
+SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+    last_error = 'lease expired: worker ' || coalesce(locked_by, '?')
+                 || ' stopped answering mid-send (WeCom may have received it)',
+    locked_by = NULL, locked_until = NULL, lease_token = NULL
+WHERE status = 'sending' AND locked_until < clock_timestamp()
+RETURNING id, status
 "#;
 
-const COUNT_RESCUED: &str = "SELECT count(*) FROM wecom_outbox WHERE status = 'sending' AND locked_until < clock_timestamp()";
+/// Log rows for outbox rows that just reached `failed` or `sent`, each written with what the
+/// school's log accepts.
+const WRITE_LOGS: &str = "SELECT wecom_write_log(id) FROM unnest($1::uuid[]) AS t (id)";
 
 /// Past `expires_at`, a row is never sent.
 const EXPIRE: &str = r#"
@@ -145,12 +144,13 @@ SET status = 'expired', last_error = 'expired at ' || expires_at::text || ' befo
 WHERE status = 'pending' AND expires_at <= clock_timestamp()
 "#;
 
-/// Claimed rows this worker will not send (shutdown): pending again, attempt and slot returned.
+/// Claimed rows this worker will not send (shutdown, lease running out): pending again,
+/// attempt and slot returned. Only rows this claim still holds.
 const RELEASE: &str = r#"
 UPDATE wecom_outbox
 SET status = 'pending', attempts = greatest(attempts - 1, 0),
-    locked_by = NULL, locked_until = NULL
-WHERE id = ANY($1) AND status = 'sending' AND locked_by = $2
+    locked_by = NULL, locked_until = NULL, lease_token = NULL
+WHERE id = ANY($1) AND status = 'sending' AND lease_token = ANY($2)
 "#;
 
 const FREE_SLOTS: &str = "DELETE FROM wecom_rate_slots WHERE id = ANY($1)";
@@ -161,14 +161,13 @@ impl PgStore {
     #[tracing::instrument(skip_all, fields(outbox_id = %row.id, robot = %robot.name))]
     pub async fn finish(
         &self,
-        worker_id: &str,
         robot: &ClaimedRobot,
         row: &Claimed,
         outcome: &Finish,
     ) -> sqlx::Result<bool> {
         if *outcome == Finish::Sent {
             let sent = SentRecord::of(robot, row);
-            return Ok(self.record_sent(worker_id, &[sent]).await? == [row.id]);
+            return Ok(self.record_sent(&[sent]).await? == [row.id]);
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(SETTLE_SLOT)
@@ -176,11 +175,11 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         let owned = match outcome {
-            Finish::Sent => unreachable!("recorded above in one statement"),
+            Finish::Sent => unreachable!("recorded above"),
             Finish::Failed { errcode, error } => {
                 let owned = sqlx::query(MARK_FAILED)
                     .bind(row.id)
-                    .bind(worker_id)
+                    .bind(row.lease)
                     .bind(errcode.map(|c| c as i32))
                     .bind(error)
                     .bind(&robot.name)
@@ -189,36 +188,39 @@ impl PgStore {
                     .rows_affected()
                     == 1;
                 if owned {
-                    write_log(&mut tx, row.id, &robot.name).await?;
+                    write_logs(&mut tx, &[row.id]).await?;
                     robot_error(&mut tx, robot.id, *errcode, error).await?;
                 }
                 owned
             }
-            Finish::RetryAt {
-                not_before,
+            Finish::RetryAfter {
+                retry_in,
                 errcode,
                 error,
             } => {
                 robot_error(&mut tx, robot.id, *errcode, error).await?;
-                back_to_pending(&mut tx, worker_id, row.id, *not_before, *errcode, error, 0).await?
+                let back = BackToPending {
+                    retry_in: *retry_in,
+                    errcode: *errcode,
+                    error,
+                    give_back_attempts: 0,
+                };
+                back.write(&mut tx, row).await?
             }
-            Finish::RateLimited { pause_until, error } => {
+            Finish::RateLimited { pause, error } => {
                 sqlx::query(ROBOT_PAUSED)
                     .bind(robot.id)
-                    .bind(pause_until)
+                    .bind(pause.as_secs_f64())
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
-                back_to_pending(
-                    &mut tx,
-                    worker_id,
-                    row.id,
-                    chrono::Utc::now(),
-                    Some(45009),
+                let back = BackToPending {
+                    retry_in: Duration::ZERO,
+                    errcode: Some(45009),
                     error,
-                    1,
-                )
-                .await?
+                    give_back_attempts: 1,
+                };
+                back.write(&mut tx, row).await?
             }
             Finish::RobotGone { errcode, reason } => {
                 sqlx::query(DISABLE_ROBOT)
@@ -227,16 +229,13 @@ impl PgStore {
                     .execute(&mut *tx)
                     .await?;
                 robot_error(&mut tx, robot.id, *errcode, reason).await?;
-                back_to_pending(
-                    &mut tx,
-                    worker_id,
-                    row.id,
-                    chrono::Utc::now(),
-                    *errcode,
-                    reason,
-                    1,
-                )
-                .await?
+                let back = BackToPending {
+                    retry_in: Duration::ZERO,
+                    errcode: *errcode,
+                    error: reason,
+                    give_back_attempts: 1,
+                };
+                back.write(&mut tx, row).await?
             }
         };
         tx.commit().await?;
@@ -245,19 +244,36 @@ impl PgStore {
 
     /// Record messages WeCom accepted, many at once (one commit for all: the worker's hot
     /// path). Returns the ids recorded; an id missing from it had lost its lease.
+    ///
+    /// If the school's log refuses a row, the group fails as a whole and every message is
+    /// recorded on its own, so one row's bookkeeping never holds up another's. Only an
+    /// unreachable database is an error.
     #[tracing::instrument(skip_all, fields(rows = sent.len()))]
-    pub async fn record_sent(
-        &self,
-        worker_id: &str,
-        sent: &[SentRecord],
-    ) -> sqlx::Result<Vec<Uuid>> {
+    pub async fn record_sent(&self, sent: &[SentRecord]) -> sqlx::Result<Vec<Uuid>> {
+        match self.record_sent_together(sent).await {
+            Err(sqlx::Error::Database(e)) => {
+                tracing::debug!(error = %e, "group record refused; recording one by one");
+                let mut done = Vec::with_capacity(sent.len());
+                for record in sent {
+                    if self.record_one_sent(record).await? {
+                        done.push(record.outbox_id);
+                    }
+                }
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+
+    async fn record_sent_together(&self, sent: &[SentRecord]) -> sqlx::Result<Vec<Uuid>> {
         let ids: Vec<Uuid> = sent.iter().map(|s| s.outbox_id).collect();
+        let leases: Vec<Uuid> = sent.iter().map(|s| s.lease).collect();
         let names: Vec<&str> = sent.iter().map(|s| s.robot_name.as_str()).collect();
         let robot_ids: Vec<i32> = sent.iter().map(|s| s.robot_id).collect();
         let slots: Vec<i64> = sent.iter().map(|s| s.slot_id).collect();
         let record = sqlx::query_scalar(RECORD_SENT)
             .bind(&ids)
-            .bind(worker_id)
+            .bind(&leases)
             .bind(&names)
             .bind(&robot_ids)
             .bind(&slots);
@@ -277,15 +293,50 @@ impl PgStore {
         Ok(done)
     }
 
-    /// Give back rows this worker claimed but will not send (shutdown), with their slots.
+    /// One sent message on its own: `sent` whatever happens to its log row (which says in
+    /// `error_message` what the school's log would not take). `false`: the lease was lost.
+    #[tracing::instrument(skip_all, fields(outbox_id = %sent.outbox_id))]
+    async fn record_one_sent(&self, sent: &SentRecord) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(SETTLE_SLOT)
+            .bind(sent.slot_id)
+            .execute(&mut *tx)
+            .await?;
+        let owned = sqlx::query(MARK_ONE_SENT)
+            .bind(sent.outbox_id)
+            .bind(sent.lease)
+            .bind(&sent.robot_name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if owned {
+            let note = write_logs(&mut tx, &[sent.outbox_id]).await?;
+            if let Some(note) = note.into_iter().flatten().next() {
+                tracing::warn!(outbox_id = %sent.outbox_id, %note, "sent; the log row could not be written in full");
+            }
+            for statement in [COUNT_ROBOT_SEND, ROBOT_HEALTHY] {
+                sqlx::query(statement)
+                    .bind(sent.robot_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(owned)
+    }
+
+    /// Give back rows this claim holds but will not send (shutdown, lease running out), with
+    /// their slots.
     #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-    pub async fn release(&self, worker_id: &str, rows: &[Claimed]) -> sqlx::Result<()> {
+    pub async fn release(&self, rows: &[Claimed]) -> sqlx::Result<()> {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let leases: Vec<Uuid> = rows.iter().map(|r| r.lease).collect();
         let slots: Vec<i64> = rows.iter().map(|r| r.slot_id).collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query(RELEASE)
             .bind(&ids)
-            .bind(worker_id)
+            .bind(&leases)
             .execute(&mut *tx)
             .await?;
         sqlx::query(FREE_SLOTS)
@@ -303,24 +354,30 @@ impl PgStore {
             .await?
             .rows_affected();
         let mut tx = self.pool.begin().await?;
-        let rescued: i64 = sqlx::query_scalar(COUNT_RESCUED)
-            .fetch_one(&mut *tx)
-            .await?;
-        if rescued > 0 {
-            sqlx::query(RESCUE_LEASES).execute(&mut *tx).await?;
+        let rescued: Vec<(Uuid, String)> =
+            sqlx::query_as(RESCUE_LEASES).fetch_all(&mut *tx).await?;
+        let failed: Vec<Uuid> = rescued
+            .iter()
+            .filter(|(_, status)| status == "failed")
+            .map(|(id, _)| *id)
+            .collect();
+        if !failed.is_empty() {
+            write_logs(&mut tx, &failed).await?;
         }
         tx.commit().await?;
-        Ok((expired, rescued))
+        Ok((expired, rescued.len() as i64))
     }
 }
 
-async fn write_log(tx: &mut Transaction<'_, Postgres>, id: Uuid, robot: &str) -> sqlx::Result<()> {
-    sqlx::query(WRITE_LOG)
-        .bind(id)
-        .bind(robot)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Write the log rows of `ids`; returns, per row, what could not be logged (None: all of it).
+async fn write_logs(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Option<String>>> {
+    sqlx::query_scalar(WRITE_LOGS)
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await
 }
 
 async fn robot_error(
@@ -338,26 +395,29 @@ async fn robot_error(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn back_to_pending(
-    tx: &mut Transaction<'_, Postgres>,
-    worker_id: &str,
-    id: Uuid,
-    not_before: chrono::DateTime<chrono::Utc>,
+/// A row going back to `pending`, to be tried again after `retry_in`.
+struct BackToPending<'a> {
+    retry_in: Duration,
     errcode: Option<i64>,
-    error: &str,
+    error: &'a str,
+    /// 1 when the failure was not the message's fault (45009, a gone robot).
     give_back_attempts: i32,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(BACK_TO_PENDING)
-        .bind(id)
-        .bind(worker_id)
-        .bind(not_before)
-        .bind(errcode.map(|c| c as i32))
-        .bind(give_back_attempts)
-        .bind(error)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
+}
+
+impl BackToPending<'_> {
+    /// `false` if the claim no longer holds the row.
+    async fn write(&self, tx: &mut Transaction<'_, Postgres>, row: &Claimed) -> sqlx::Result<bool> {
+        let done = sqlx::query(BACK_TO_PENDING)
+            .bind(row.id)
+            .bind(row.lease)
+            .bind(self.retry_in.as_secs_f64())
+            .bind(self.errcode.map(|c| c as i32))
+            .bind(self.give_back_attempts)
+            .bind(self.error)
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// A `send-test` message: logged like any other send, without an outbox row.

@@ -45,7 +45,12 @@ fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
             display_url(url)
         )
     })?;
-    Ok(options.application_name("wecom-outbox"))
+    // `wecom.actor = worker` tells the outbox's guard trigger (migration 0005) that this
+    // connection may move rows through their life; people's connections may only cancel and
+    // requeue.
+    Ok(options
+        .application_name("wecom-outbox")
+        .options([("wecom.actor", "worker")]))
 }
 
 /// `url` with any password replaced, for messages.
@@ -93,6 +98,12 @@ impl PgStore {
     #[tracing::instrument(skip(self))]
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR.run(&self.pool).await.context("migration failed")?;
+        // The school may have altered its log since the last run: the INSERT check uses
+        // what the log can take now.
+        sqlx::query("SELECT wecom_refresh_log_columns()")
+            .execute(&self.pool)
+            .await
+            .context("reading the widths of wecom_message_log failed")?;
         Ok(())
     }
 
