@@ -75,7 +75,8 @@ impl Worker {
                 self.release(&with_rest(row, rows.by_ref())).await;
                 return;
             }
-            let Some(limit) = send_limit(lease_end, self.config.lease) else {
+            let Some(limit) = send_limit(lease_end, self.config.lease, self.client.timeout())
+            else {
                 let rest = with_rest(row, rows.by_ref());
                 tracing::info!(robot = %robot.name, rows = rest.len(), "lease running out: giving the rest of the batch back");
                 self.release(&rest).await;
@@ -236,17 +237,17 @@ fn log_outcome(robot: &ClaimedRobot, row: &Claimed, reply: &Reply, finish: &Fini
 }
 
 /// How long the next request may take so that its outcome can still be recorded within the
-/// lease, or `None` when too little of the lease is left to start one.
-fn send_limit(lease_end: Instant, lease: Duration) -> Option<Duration> {
+/// lease, or `None` when too little of the lease is left to give it a fair chance (its full
+/// timeout, or half the lease when the lease is shorter than two timeouts): a request cut
+/// short by the lease would be retried although WeCom may have received it.
+fn send_limit(lease_end: Instant, lease: Duration, timeout: Duration) -> Option<Duration> {
     let margin = (lease / 4).min(Duration::from_secs(5));
     let left = lease_end
         .saturating_duration_since(Instant::now())
         .saturating_sub(margin);
-    (left >= MIN_SEND).then_some(left)
+    let fair = timeout.min(lease / 2);
+    (left >= fair && !left.is_zero()).then_some(left)
 }
-
-/// A request is not started with less time than this to go.
-const MIN_SEND: Duration = Duration::from_millis(200);
 
 /// `row` and every row after it.
 fn with_rest(row: Claimed, rest: impl Iterator<Item = Claimed>) -> Vec<Claimed> {
