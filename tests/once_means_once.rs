@@ -488,3 +488,34 @@ async fn the_insert_check_uses_the_widths_of_the_schools_own_log() {
     );
     assert_eq!(db.count("SELECT count(*) FROM wecom_outbox").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stops_when_its_lease_is_lost() {
+    let fake = standin(20, 60 * SECOND).await;
+    let db = TestDatabase::migrated().await;
+    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
+        .await;
+    fake.set_behaviour(
+        "key-parent_group",
+        Behaviour::Delay(Duration::from_millis(400)),
+    );
+    db.enqueue("parent_group", "batch", 5).await;
+    let replica = Replica::start(&db, fast_config("w1", &fake));
+    db.wait_for_status("sending", 5, 10 * SECOND).await;
+    // Another claim takes the rows over (as a rescue after a lost lease would).
+    db.exec("UPDATE wecom_outbox SET lease_token = gen_random_uuid(), locked_by = 'w2'")
+        .await;
+    tokio::time::sleep(3 * SECOND).await;
+    replica.stop().await;
+    assert!(
+        fake.received().len() <= 1,
+        "the batch went on sending rows that were no longer its own: {}",
+        fake.received().len()
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_outbox WHERE status = 'sending' AND locked_by = 'w2'")
+            .await,
+        5,
+        "the rows stay with the claim that holds them"
+    );
+}
