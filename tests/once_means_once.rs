@@ -519,3 +519,135 @@ async fn a_batch_stops_when_its_lease_is_lost() {
         "the rows stay with the claim that holds them"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_row_the_worker_cannot_read_waits_with_its_reason_and_the_rest_go_on() {
+    let fake = standin(20, 60 * SECOND).await;
+    let db = TestDatabase::migrated().await;
+    db.add_robot(&fake, "good_group", None, 20, 60 * SECOND)
+        .await;
+    db.add_robot(&fake, "bad_group", None, 20, 60 * SECOND)
+        .await;
+    // A row from before the checks that now refuse it (triggers off, as an old import would
+    // have written it): two-dimensional send_days.
+    db.exec(
+        "SET session_replication_role = replica;
+         UPDATE wecom_webhooks SET send_days = '{{1,2},{3,4}}' WHERE webhook_name = 'bad_group';
+         RESET session_replication_role;",
+    )
+    .await;
+    db.enqueue("good_group", "good", 3).await;
+    db.enqueue("bad_group", "bad", 3).await;
+    let worker = Cli::new(&["run", "--retry-base-delay", "100ms"])
+        .db(&db)
+        .allow(&fake)
+        .spawn();
+    db.wait_for(
+        "SELECT count(*) FROM wecom_outbox WHERE webhook_name = 'good_group' AND status = 'sent'",
+        3,
+        10 * SECOND,
+    )
+    .await;
+    tokio::time::sleep(3 * SECOND).await;
+    let (out, _) = worker.stop("TERM", 15 * SECOND).await;
+    out.ok();
+    let complaints = out.stderr.matches("claim failed").count();
+    assert!(
+        (1..=5).contains(&complaints),
+        "one bad robot must back off, not spin: {complaints} complaints in 3 s"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_outbox WHERE webhook_name = 'bad_group' AND status = 'pending'")
+            .await,
+        3
+    );
+    let reason = cli_support::text(
+        &db,
+        "SELECT s.last_error FROM wecom_robot_state s JOIN wecom_webhooks w ON w.id = s.robot_id
+         WHERE w.webhook_name = 'bad_group'",
+    )
+    .await
+    .unwrap_or_default();
+    assert!(reason.contains("could not claim"), "{reason}");
+    let status = Cli::new(&["status"]).db(&db).allow(&fake).output().await;
+    status.ok();
+    assert!(status.stdout.contains("good_group"), "{}", status.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_misconfigured_replica_and_one_bad_setting_leave_the_others_delivering() {
+    let fake = standin(5, 2 * SECOND).await;
+    let db = TestDatabase::migrated().await;
+    for i in 1..=3 {
+        db.add_robot(
+            &fake,
+            &format!("parent_group_{i}"),
+            Some("parent_group"),
+            5,
+            2 * SECOND,
+        )
+        .await;
+    }
+    db.add_robot(&fake, "odd_group", None, 5, 2 * SECOND).await;
+    // One robot whose stored zone cannot work (written before the checks that now refuse it).
+    db.exec(
+        "SET session_replication_role = replica;
+         UPDATE wecom_webhooks SET timezone = 'Mars/Olympus' WHERE webhook_name = 'odd_group';
+         RESET session_replication_role;",
+    )
+    .await;
+    // One bad setting: refused when written, so it never reaches a worker.
+    let err = db
+        .exec_err(
+            "UPDATE wecom_settings SET value = 'Mars/Olympus' WHERE name = 'default_timezone'",
+        )
+        .await;
+    assert!(err.contains("Mars/Olympus"), "{err}");
+    db.enqueue("parent_group", "for parents", 30).await;
+    db.enqueue("odd_group", "odd", 2).await;
+
+    // One replica started without the stand-in in its allowed hosts, one configured well.
+    let mut wrong = fast_config("misconfigured", &fake);
+    wrong.allowed_hosts =
+        wecom_outbox::wecom::allowed_hosts::AllowedHosts::parse("qyapi.weixin.qq.com").unwrap();
+    let misconfigured = Replica::start(&db, wrong);
+    tokio::time::sleep(SECOND).await;
+    let good = Replica::start(&db, fast_config("good", &fake));
+    db.wait_for(
+        "SELECT count(*) FROM wecom_outbox WHERE webhook_name = 'parent_group' AND status = 'sent'",
+        30,
+        30 * SECOND,
+    )
+    .await;
+    let status = Cli::new(&["status"]).db(&db).allow(&fake).output().await;
+    misconfigured.stop().await;
+    good.stop().await;
+
+    assert_each_once(&fake, 30);
+    assert_eq!(fake.stats().rejected_45009, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_webhooks WHERE is_active AND disabled_reason IS NULL")
+            .await,
+        4,
+        "no robot was switched off for anyone"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_outbox WHERE webhook_name = 'odd_group' AND status = 'pending'")
+            .await,
+        2
+    );
+    let reason = cli_support::text(
+        &db,
+        "SELECT s.last_error FROM wecom_robot_state s JOIN wecom_webhooks w ON w.id = s.robot_id
+         WHERE w.webhook_name = 'odd_group'",
+    )
+    .await
+    .unwrap_or_default();
+    assert!(reason.contains("Mars/Olympus"), "{reason}");
+    status.ok();
+    assert!(
+        status.stdout.contains("misconfigured") && status.stdout.contains("WECOM_ALLOWED_HOSTS"),
+        "status says which replica skips what: {}",
+        status.stdout
+    );
+}
