@@ -2,12 +2,17 @@
 //! each case of `tests/payloads/corpus.json` goes through the Rust validator, an INSERT into
 //! `wecom_outbox` on a real PostgreSQL, and a real HTTP POST to the WeCom stand-in, and all
 //! three must give the corpus's verdict (and, for a refusal, its errcode and rule). Also: the
-//! INSERT check counts UTF-8 bytes in a database that is not UTF-8.
+//! INSERT check counts UTF-8 bytes in a database that is not UTF-8, and `send-test` checks its
+//! text before it uses a rate slot.
 
-use serde_json::Value;
+mod cli_support;
+
+use cli_support::Cli;
+use serde_json::{json, Value};
 use std::time::Duration;
 use wecom_outbox::testing::{standin, TestDatabase};
 use wecom_outbox::wecom::message;
+use wecom_outbox::wecom::standin::Standin;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const CORPUS: &str = include_str!("payloads/corpus.json");
@@ -226,4 +231,56 @@ async fn in_a_euc_cn_database_the_insert_check_counts_utf8_bytes_as_wecom_does()
          WHERE octet_length(convert_to(payload #>> '{text,content}', 'UTF8')) = 2048
             OR octet_length(convert_to(payload #>> '{markdown,content}', 'UTF8')) = 4096";
     assert_eq!(db.count(at_the_limits).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_refuses_an_invalid_text_before_it_uses_a_rate_slot_sends_or_logs() {
+    let db = TestDatabase::migrated().await;
+    let fake: Standin = standin(20, MINUTE).await;
+    // One send a minute: a slot used by a refused text would block the good one below.
+    db.add_robot(&fake, "office", None, 1, MINUTE).await;
+    let too_long = "陳".repeat(683);
+    for (text, rule) in [
+        (
+            "",
+            "text.content is empty: WeCom needs 1 to 2048 UTF-8 bytes",
+        ),
+        (
+            too_long.as_str(),
+            "text.content is 2049 bytes: WeCom allows at most 2048 UTF-8 bytes",
+        ),
+    ] {
+        let out = Cli::new(&["send-test", "office", text])
+            .db(&db)
+            .allow(&fake)
+            .output()
+            .await;
+        let error = out.one_line_error();
+        assert!(error.contains(rule), "{out}");
+        assert!(!out.stdout.contains("sending"), "{out}");
+        assert_eq!(
+            db.count("SELECT count(*) FROM wecom_rate_slots").await,
+            0,
+            "a slot was used"
+        );
+        assert_eq!(
+            db.count("SELECT count(*) FROM wecom_message_log").await,
+            0,
+            "it was logged"
+        );
+        let stats = fake.stats();
+        let calls = stats.accepted + stats.invalid + stats.other_errors + stats.rejected_45009;
+        assert_eq!(calls, 0, "it reached WeCom");
+    }
+    Cli::new(&["send-test", "office", "now a good one"])
+        .db(&db)
+        .allow(&fake)
+        .output()
+        .await
+        .ok();
+    let received: Vec<Value> = fake.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(
+        received,
+        [json!({"msgtype": "text", "text": {"content": "now a good one"}})]
+    );
 }
