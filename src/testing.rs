@@ -41,15 +41,22 @@ pub fn with_database(url: &str, db: &str) -> String {
 impl TestDatabase {
     /// An empty database (no migrations applied).
     pub async fn empty() -> Self {
+        Self::empty_with("").await
+    }
+
+    /// An empty database created with `options` after `CREATE DATABASE name`, to test on
+    /// another server setup, e.g. `ENCODING 'EUC_CN' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE
+    /// template0` (the connections still talk UTF-8).
+    pub async fn empty_with(options: &str) -> Self {
         let admin_url = server_url();
         let name = format!("wecom_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .expect("connect to DATABASE_URL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(&format!("CREATE DATABASE {name} {options}"))
             .execute(&mut admin)
             .await
-            .expect("CREATE DATABASE");
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} {options}: {e}"));
         let _ = admin.close().await;
         let url = with_database(&admin_url, &name);
         let store = Store::connect_lazy(&url, 20).expect("test database URL");
@@ -66,6 +73,22 @@ impl TestDatabase {
         let db = Self::empty().await;
         db.store.migrate().await.expect("migrations apply");
         db
+    }
+
+    /// Apply only the migrations numbered in `versions`, in order, for a database where the
+    /// whole set cannot run (e.g. one whose encoding cannot hold 0004's emoji). They are not
+    /// recorded as applied: such a database is for testing the objects they create.
+    pub async fn migrate_only(&self, versions: &[i64]) {
+        for version in versions {
+            let migration = crate::store::postgres::MIGRATOR
+                .iter()
+                .find(|m| m.version == *version)
+                .unwrap_or_else(|| panic!("no migration {version}"));
+            sqlx::raw_sql(&migration.sql)
+                .execute(self.store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("migration {version} fails: {e}"));
+        }
     }
 
     /// Run SQL that must succeed (several statements allowed).

@@ -30,7 +30,13 @@ pub struct Args {
     http_timeout: Duration,
 }
 
+/// Checks the text first, so a message WeCom would refuse uses no rate slot, sends nothing and
+/// logs nothing.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({"msgtype": "text", "text": {"content": args.text}});
+    if let Err(invalid) = crate::wecom::message::validate(&body) {
+        anyhow::bail!("the test message would be refused by WeCom ({invalid}): nothing was sent");
+    }
     let allowed = AllowedHosts::parse(&args.allowed_hosts).map_err(anyhow::Error::msg)?;
     let store = Store::connect(args.db.url()?).await?;
     store.check_schema().await?;
@@ -73,10 +79,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("robot {name} has used its rate limit; it may send again at {when}")
         }
     };
-    let body = serde_json::json!({"msgtype": "text", "text": {"content": args.text}});
-    if let Err(invalid) = crate::wecom::message::validate(&body) {
-        anyhow::bail!("the test message would be refused: {invalid}");
-    }
     println!(
         "sending to robot {name} ({}) …",
         redact_url(&robot.webhook_url)
