@@ -1,7 +1,10 @@
 //! Logging to stderr through a writer that redacts robot keys from every line, whatever
-//! code (ours, sqlx, reqwest, hyper) produced it.
+//! code (ours, sqlx, reqwest, hyper) produced it; and the commands' own output to stdout,
+//! which stops quietly when its reader goes away (`wecom-outbox demo | head -3`) instead of
+//! panicking like `println!`.
 
 use crate::wecom::redact::redact;
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
@@ -49,4 +52,49 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     fn make_writer(&'a self) -> Self::Writer {
         RedactedEvent(Vec::with_capacity(256))
     }
+}
+
+/// The error a command's output returns once stdout's reader has gone (a closed pipe): the
+/// command stops, cleans up as after any error, and `cli::main` exits quietly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout was closed by its reader")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes (and flushes) a command's output to stdout. A closed pipe is [`StdoutClosed`]; any
+/// other failure (a full disk behind `>`) is an error that says where the output was going.
+pub fn write_stdout(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
+}
+
+/// `print!` for a command's output, returning `anyhow::Result<()>` instead of panicking when
+/// stdout is closed (see [`telemetry::write_stdout`](crate::telemetry::write_stdout)).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::telemetry::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a command's output, returning `anyhow::Result<()>` instead of panicking when
+/// stdout is closed (see [`telemetry::write_stdout`](crate::telemetry::write_stdout)).
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::telemetry::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::telemetry::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }

@@ -32,6 +32,7 @@ async fn every_sql_example_in_the_guide_works_as_written() {
     let roles = [
         ("appsheet_writer", format!("appsheet_writer_{suffix}")),
         ("wecom_worker", format!("wecom_worker_{suffix}")),
+        ("school_dba", format!("school_dba_{suffix}")),
     ];
     let blocks: Vec<String> = sql_blocks(GUIDE)
         .into_iter()

@@ -257,3 +257,194 @@ async fn status_json_shows_robot_urls_with_the_key_hidden() {
         "the URL should stay recognisable with the key hidden: {url}"
     );
 }
+
+/// Writes a robot URL's query string around a key.
+type Spelling = fn(&str) -> String;
+
+/// Every way of writing the key parameter that a server still reads as `key`, each robot with
+/// a key of its own: (robot, URL) on a loopback port where nothing listens, so every send
+/// fails with an error that quotes the URL.
+fn spellings(port: u16) -> Vec<(String, String, String)> {
+    let base = format!("http://127.0.0.1:{port}/cgi-bin/webhook/send");
+    let queries: [(&str, Spelling); 7] = [
+        ("upper", |k| format!("?KEY={k}")),
+        ("mixed", |k| format!("?Key={k}")),
+        ("encoded_name", |k| format!("?k%65y={k}")),
+        ("encoded_all", |k| format!("?%6B%65%79={k}")),
+        ("after_amp", |k| format!("?debug=1&key={k}")),
+        ("repeated", |k| format!("?key={k}&KEY={k}")),
+        ("encoded_value", |k| {
+            let encoded: String = k.bytes().map(|b| format!("%{b:02X}")).collect();
+            format!("?key={encoded}")
+        }),
+    ];
+    queries
+        .iter()
+        .map(|(name, query)| {
+            let key = secret_key();
+            (name.to_string(), format!("{base}{}", query(&key)), key)
+        })
+        .collect()
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_written_in_any_spelling_never_show_in_status_send_test_or_error_columns() {
+    let db = TestDatabase::migrated().await;
+    let port = closed_port();
+    let robots = spellings(port);
+    for (name, url, _) in &robots {
+        add_robot_url(&db, name, url, None, 20, Duration::from_secs(60)).await;
+    }
+    let allowed = format!("127.0.0.1:{port}");
+    let mut seen = String::new();
+    for (name, _, key) in &robots {
+        let out = Cli::new(&["send-test", name, "secret check", "--http-timeout", "1s"])
+            .db(&db)
+            .env("WECOM_ALLOWED_HOSTS", &allowed)
+            .env("RUST_LOG", "trace")
+            .output()
+            .await;
+        out.fails();
+        assert!(
+            out.stdout.contains("sending to robot") && out.stdout.contains("=***"),
+            "send-test shows the robot's URL, key hidden: {out}"
+        );
+        out.never_shows(secret_part(key));
+        // The encoded value spelled out must not show either.
+        let encoded: String = secret_part(key)
+            .bytes()
+            .take(6)
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        out.never_shows(&encoded);
+        seen.push_str(&out.all());
+    }
+    assert!(
+        seen.contains("error sending request"),
+        "the errors quote the URL, so the checks above looked at something: {seen}"
+    );
+    let keys: Vec<&str> = robots.iter().map(|(_, _, k)| k.as_str()).collect();
+    assert_no_key(&keys, &recorded_errors(&db).await, "the error columns");
+
+    for args in [&["status"][..], &["status", "--json"]] {
+        let out = Cli::new(args)
+            .db(&db)
+            .env("WECOM_ALLOWED_HOSTS", &allowed)
+            .output()
+            .await;
+        out.ok();
+        assert_no_key(&keys, &out.all(), &format!("{args:?}"));
+        assert!(
+            robots
+                .iter()
+                .all(|(name, _, _)| out.stdout.contains(name.as_str())),
+            "every robot is listed: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_wecom_stats_page_counts_per_key_without_showing_keys() {
+    let port = closed_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let fake = Cli::new(&[
+        "fake-wecom",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--limit",
+        "0",
+    ])
+    .spawn();
+    let http = reqwest::Client::new();
+    eventually("fake-wecom to listen", Duration::from_secs(20), || async {
+        fake.assert_running();
+        http.get(format!("{base}/_stats")).send().await.is_ok()
+    })
+    .await;
+    let key = secret_key();
+    let body = serde_json::json!({"msgtype": "text", "text": {"content": "hello"}});
+    let answer: Value = http
+        .post(format!("{base}/cgi-bin/webhook/send?key={key}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["errcode"], 0, "{answer}");
+
+    let stats: Value = http
+        .get(format!("{base}/_stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["accepted"], 1, "{stats}");
+    assert_eq!(stats["per_key"]["SECR…"]["accepted"], 1, "{stats}");
+    assert!(!stats.to_string().contains(secret_part(&key)), "{stats}");
+
+    let (out, _) = fake.stop("TERM", Duration::from_secs(10)).await;
+    out.ok().never_shows(secret_part(&key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_password_never_shows_in_connect_errors() {
+    let db = TestDatabase::migrated().await;
+    let server = reqwest::Url::parse(&db.url).unwrap();
+    let host = format!(
+        "{}:{}",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432)
+    );
+    let user = server.username();
+    let secret = "SECRETPW-0ne-Of-a-k1nd";
+    let closed = closed_port();
+    let cases = [
+        // (DATABASE_URL, what the error must say)
+        (
+            format!("postgres://{user}@{host}/no_such_db?password={secret}"),
+            "?password=***: error returned from database: database \"no_such_db\" does not exist",
+        ),
+        (
+            format!("postgres://{user}@{host}/no_such_db?pass%77ord={secret}&application_name=x"),
+            "pass%77ord=***&application_name=x",
+        ),
+        (
+            format!("postgres://{user}:{secret}@127.0.0.1:{closed}/school"),
+            ":***@127.0.0.1",
+        ),
+        (
+            format!("postgres://{user}@127.0.0.1:{closed}/school?sslmode=disable&password={secret}"),
+            "sslmode=disable&password=***: error communicating with database",
+        ),
+        (
+            format!("postgres://{user}@{host}/school?PASSWORD={secret}"),
+            "DATABASE_URL has a query parameter \"PASSWORD\": PostgreSQL's name for it is `password`",
+        ),
+        (
+            format!("postgres://{user}@{host}/school?password={secret}&sslmode=bogus"),
+            "password=***&sslmode=bogus is not a valid PostgreSQL URL",
+        ),
+    ];
+    for (url, says) in &cases {
+        for command in ["status", "migrate"] {
+            let out = Cli::new(&[command])
+                .env("DATABASE_URL", url)
+                .env("RUST_LOG", "trace")
+                .output()
+                .await;
+            let error = out.one_line_error();
+            assert!(error.contains(says), "expected {says:?} in {out}");
+            out.never_shows(secret);
+        }
+    }
+}

@@ -185,7 +185,7 @@ BEGIN
             RAISE EXCEPTION 'wecom_outbox: row % is being sent right now (WeCom may already have it): its status cannot be changed to %; wait until it is sent or failed', OLD.id, NEW.status
                 USING ERRCODE = 'object_in_use';
         ELSIF NEW.status = 'cancelled' AND OLD.status IN ('pending', 'failed', 'expired') THEN
-            NEW.last_error := coalesce(NULLIF(NEW.last_error, OLD.last_error), 'cancelled by ' || current_user);
+            NEW.last_error := coalesce(NULLIF(NEW.last_error, OLD.last_error), 'cancelled by ' || session_user);
             RETURN NEW;
         ELSIF NEW.status = 'pending' AND OLD.status IN ('failed', 'expired', 'cancelled') THEN
             -- A requeue: a fresh set of attempts, from now (or the not_before the writer set).

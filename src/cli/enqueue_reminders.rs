@@ -27,24 +27,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("wecom_enqueue_fee_reminders failed: {e}"))?;
     let plan = &report.plan;
-    println!(
+    crate::outln!(
         "enqueued {} reminder(s) for {} ({})",
-        report.enqueued, plan.date, plan.zone
-    );
+        report.enqueued,
+        plan.date,
+        plan.zone
+    )?;
     for (destination, n) in &report.per_destination {
-        println!("  {destination}: {n}");
+        crate::outln!("  {destination}: {n}")?;
     }
     let already = plan.reminders.iter().filter(|r| r.already_enqueued).count();
     if already > 0 {
-        println!("{already} already enqueued for this day (not enqueued again)");
+        crate::outln!("{already} already enqueued for this day (not enqueued again)")?;
     }
     for r in plan.reminders.iter().filter(|r| r.problem.is_some()) {
-        println!(
+        crate::outln!(
             "not enqueued: enrollment {} ({}): {}",
             r.enrollment_key,
             r.student_name.as_deref().unwrap_or("?"),
             r.problem.as_deref().unwrap_or_default()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

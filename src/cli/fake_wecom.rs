@@ -34,13 +34,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         window: args.window,
     };
     let standin = Standin::start(args.listen, config).await?;
-    println!(
+    crate::outln!(
         "fake WeCom listening on http://{} (limit {} per {:?}); robot URL: {}",
         standin.local_addr(),
         args.limit,
         args.window,
         standin.url_for("KEY")
-    );
+    )?;
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(super::cancel_on_signal(stop.clone()));
     stop.cancelled().await;

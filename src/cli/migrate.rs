@@ -14,6 +14,6 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.db.url()?).await?;
     store.migrate().await?;
-    println!("migrations applied; the database is ready for `wecom-outbox run`");
+    crate::outln!("migrations applied; the database is ready for `wecom-outbox run`")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,7 @@
 //! The command line: one file per subcommand, each thin; the logic lives in the library.
+//! Commands print with `outln!`/`out!` (not `println!`), so a reader that goes away early
+//! (`wecom-outbox demo | head -3`) ends the command quietly, with its clean-up, instead of
+//! a panic.
 
 mod demo;
 mod enqueue_reminders;
@@ -9,7 +12,10 @@ mod run;
 mod send_test;
 mod status;
 
+use crate::telemetry::StdoutClosed;
+use crate::wecom::redact::redact;
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -62,7 +68,10 @@ enum Command {
 
 /// Parse the command line, run the subcommand, and turn its error into a clear message.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
     if matches!(cli.command, Command::Demo(_)) {
         crate::demo::prefer_quiet_logs();
     }
@@ -70,7 +79,10 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {e}"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -88,13 +100,28 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::from(STDOUT_CLOSED),
         Err(e) => {
             let text = format!("error: {}", describe_error(&e));
-            eprintln!("{}", crate::wecom::redact::redact(&text));
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "{}", redact(&text));
             ExitCode::FAILURE
         }
     }
 }
+
+/// Prints clap's help, version or usage error as `Error::exit` would, but a closed stdout
+/// (`wecom-outbox --help | head -1`) ends like every other command's.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    match e.print() {
+        Err(io) if io.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(STDOUT_CLOSED),
+        _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)),
+    }
+}
+
+/// The exit status of a command whose stdout was closed before it finished (`| head`): what a
+/// shell reports for a program ended by SIGPIPE (128 + 13), said without a word, as `cat` does.
+pub const STDOUT_CLOSED: u8 = 141;
 
 /// The error and its causes on one line. sqlx's errors repeat their source in their own
 /// text, so a cause already said is not said again; a pool timeout gets the likely reason.
@@ -122,7 +149,12 @@ fn describe_error(e: &anyhow::Error) -> String {
             " (no connection could be opened: is PostgreSQL running and accepting connections at that host and port?)",
         );
     }
-    text.replace(['\n', '\r'], " ")
+    let text = text.replace(['\n', '\r'], " ");
+    // sqlx nests some errors in themselves ("error with configuration: error with
+    // configuration: …"): say each part once.
+    let mut parts: Vec<&str> = text.split(": ").collect();
+    parts.dedup();
+    parts.join(": ")
 }
 
 /// Parse `200ms`, `5s`, `1m30s`, … for duration flags.

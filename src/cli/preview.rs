@@ -27,7 +27,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = reminders::preview(store.pool(), args.date)
         .await
         .map_err(|e| anyhow::anyhow!("wecom_fee_reminders_due failed: {e}"))?;
-    print!("{}", render(&plan));
+    crate::out!("{}", render(&plan))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -79,10 +79,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("robot {name} has used its rate limit; it may send again at {when}")
         }
     };
-    println!(
+    crate::outln!(
         "sending to robot {name} ({}) …",
         redact_url(&robot.webhook_url)
-    );
+    )?;
     let reply = WeComClient::new(args.http_timeout)?
         .send(&robot.webhook_url, &body)
         .await;
@@ -92,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     store
         .record_test_send(&robot, slot, &body, errcode, error)
         .await?;
-    println!("WeCom answered: {described}");
+    crate::outln!("WeCom answered: {described}")?;
     let (code, advice) = match classify(&reply) {
         Outcome::Sent => (ExitCode::SUCCESS, "delivered: the message should now be in the group"),
         Outcome::RateLimited => (ExitCode::FAILURE, "the robot is over WeCom's limit (20/minute); wait a minute"),
@@ -100,6 +100,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Outcome::Rejected => (ExitCode::FAILURE, "WeCom refused the message itself"),
         Outcome::Transient => (ExitCode::FAILURE, "WeCom could not be reached or was busy; try again"),
     };
-    println!("{advice}");
+    crate::outln!("{advice}")?;
     Ok(code)
 }

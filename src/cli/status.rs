@@ -70,9 +70,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     store.check_schema().await?;
     let status = gather(&store, &allowed).await?;
     if args.json {
-        println!("{}", redact(&serde_json::to_string_pretty(&status)?));
+        crate::outln!("{}", redact(&serde_json::to_string_pretty(&status)?))?;
     } else {
-        print!("{}", redact(&render(&status)));
+        crate::out!("{}", redact(&render(&status)))?;
     }
     Ok(ExitCode::SUCCESS)
 }

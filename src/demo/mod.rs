@@ -55,7 +55,7 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> anyhow::Resul
     let place = match &options.database_url {
         Some(url) => Place::database_beside(url).await?,
         None => {
-            println!("Starting a throwaway PostgreSQL from this machine's binaries …");
+            crate::outln!("Starting a throwaway PostgreSQL from this machine's binaries …")?;
             match Place::throwaway(options.pg_bin_dir.clone()).await {
                 Ok(place) => place,
                 // Ctrl-C reaches initdb and pg_ctl too; what they left is already removed.
@@ -64,11 +64,11 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> anyhow::Resul
             }
         }
     };
-    println!("Database: {}", place.describe());
-    let result = if stop.is_cancelled() {
-        Ok(Ending::Interrupted)
-    } else {
-        show(place.url(), &options, &stop).await
+    // From here on every way out (a closed stdout included) goes through place.remove().
+    let result = match crate::outln!("Database: {}", place.describe()) {
+        Err(e) => Err(e),
+        Ok(()) if stop.is_cancelled() => Ok(Ending::Interrupted),
+        Ok(()) => show(place.url(), &options, &stop).await,
     };
     let removed = place.remove().await;
     let ending = result?;
@@ -84,38 +84,40 @@ async fn show(
 ) -> anyhow::Result<Ending> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    println!("Migrated: wecom_webhooks, wecom_outbox, wecom_message_log and friends are ready.");
+    crate::outln!(
+        "Migrated: wecom_webhooks, wecom_outbox, wecom_message_log and friends are ready."
+    )?;
     load_school(&store).await?;
 
     let standin = start_standin(options.window).await?;
     school::add_robots(store.pool(), &standin, options.window).await?;
-    println!(
+    crate::outln!(
         "Fake WeCom on {} (WeCom's limit: {} messages per robot per window; window shortened to {:?}).",
         standin.local_addr(),
         school::RATE_LIMIT,
         options.window
-    );
-    println!(
+    )?;
+    crate::outln!(
         "Robots: pool {} = {} (customer group, text and news only); {} is in its quiet hours.",
         school::POOL,
         school::POOL_ROBOTS.join(", "),
         school::QUIET_ROBOT
-    );
+    )?;
 
     enqueue(&store, options.extra_messages).await?;
     let replicas = Replicas::start(url, &standin)?;
-    println!("Two worker replicas started; draining {} …", school::POOL);
+    crate::outln!("Two worker replicas started; draining {} …", school::POOL)?;
     let drained = drain(&store, &standin, stop).await;
     replicas.stop().await;
     let Some(taken) = drained? else {
         return Ok(Ending::Interrupted);
     };
 
-    println!("\nAs a parent reads them in WeChat:");
-    print!("{}", report::parent_view(&standin, 3));
+    crate::outln!("\nAs a parent reads them in WeChat:")?;
+    crate::out!("{}", report::parent_view(&standin, 3))?;
     let summary = Summary::read(store.pool(), &standin, taken, options.window).await?;
-    println!();
-    print!("{}", summary.render());
+    crate::outln!()?;
+    crate::out!("{}", summary.render())?;
     standin.shutdown().await;
     Ok(Ending::Finished)
 }
@@ -132,7 +134,7 @@ async fn load_school(store: &Store) -> anyhow::Result<()> {
         .execute(store.pool())
         .await
         .map_err(|e| anyhow::anyhow!("loading sql/example_school.sql failed: {e}"))?;
-    println!("Loaded the example school (sql/example_school.sql: students, tutors, enrollments, payments).");
+    crate::outln!("Loaded the example school (sql/example_school.sql: students, tutors, enrollments, payments).")?;
     Ok(())
 }
 
@@ -152,11 +154,13 @@ async fn start_standin(window: Duration) -> anyhow::Result<Standin> {
 async fn enqueue(store: &Store, extra: u32) -> anyhow::Result<()> {
     let pool = store.pool();
     let reminders = school::enqueue_reminders(pool).await?;
-    println!("Enqueued {reminders} fee reminders: SELECT wecom_enqueue_fee_reminders().");
+    crate::outln!("Enqueued {reminders} fee reminders: SELECT wecom_enqueue_fee_reminders().")?;
     let rows = school::enqueue_appsheet_rows(pool, extra).await?;
-    println!("Enqueued {rows} lesson confirmations as plain rows, the way AppSheet writes them.");
+    crate::outln!(
+        "Enqueued {rows} lesson confirmations as plain rows, the way AppSheet writes them."
+    )?;
     let held = school::enqueue_for_tutors(pool).await?;
-    println!("Enqueued {held} messages for {}.", school::QUIET_ROBOT);
+    crate::outln!("Enqueued {held} messages for {}.", school::QUIET_ROBOT)?;
     Ok(())
 }
 
@@ -172,7 +176,7 @@ async fn drain(
         let progress = Progress::read(store.pool()).await?;
         let rejected = standin.stats().rejected_45009;
         if progress.done() || Instant::now() >= next_line {
-            println!("{}", progress.line(started.elapsed(), rejected));
+            crate::outln!("{}", progress.line(started.elapsed(), rejected))?;
             next_line += Duration::from_secs(1);
         }
         if progress.done() {

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::message;
+use super::redact::redact_key;
 
 /// The path WeCom serves group-robot sends on.
 pub const SEND_PATH: &str = "/cgi-bin/webhook/send";
@@ -125,8 +126,27 @@ pub struct Stats {
     pub invalid: u64,
     /// Every other failure: bad URL (93000), errcode behaviours, HTTP errors, drops.
     pub other_errors: u64,
-    /// Accepted and 45009 counts per key (full keys: the stand-in's own test keys).
+    /// Accepted and 45009 counts per key: full keys in [`Standin::stats`] (the test that holds
+    /// the stand-in knows its keys), redacted in `GET /_stats` (see [`Stats::redacted`]).
     pub per_key: BTreeMap<String, KeyStats>,
+}
+
+impl Stats {
+    /// The counters as `GET /_stats` shows them: keys as [`redact_key`] shows them (the page
+    /// is for people and scripts, who must not learn a key from it). Keys that look alike
+    /// there are counted together.
+    pub fn redacted(&self) -> Stats {
+        let mut per_key: BTreeMap<String, KeyStats> = BTreeMap::new();
+        for (key, counts) in &self.per_key {
+            let shown = per_key.entry(redact_key(key)).or_default();
+            shown.accepted += counts.accepted;
+            shown.rejected_45009 += counts.rejected_45009;
+        }
+        Stats {
+            per_key,
+            ..self.clone()
+        }
+    }
 }
 
 /// Per-key counters within [`Stats`].
@@ -391,7 +411,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, Dr
     let key = query_param(req.uri().query(), "key").filter(|k| !k.is_empty());
     let answer = match (method.clone(), path.as_str()) {
         (Method::POST, SEND_PATH) => return send_route(&shared, key, req).await,
-        (Method::GET, "/_stats") => json_answer(StatusCode::OK, &shared.lock().stats),
+        (Method::GET, "/_stats") => json_answer(StatusCode::OK, &shared.lock().stats.redacted()),
         (Method::GET, "/_messages") => messages_answer(&shared),
         (Method::GET, "/") => page_answer(&shared),
         (Method::POST, "/_behaviour") => behaviour_answer(&shared, key, req).await,
@@ -427,7 +447,7 @@ async fn send_route(
         Err(true) => invalid(shared, 40035, "invalid args: the body is too large"),
         Err(false) => other_error(shared, Reply::Drop),
     };
-    finish(&redact(&key), reply)
+    finish(&redact_key(&key), reply)
 }
 
 /// Reads the request body; `Err(true)` when it is over the limit, `Err(false)` on I/O error.
@@ -510,25 +530,29 @@ fn errmsg(shared: &Shared, code: i64, text: &str) -> String {
 fn finish(key: &str, reply: Reply) -> Result<Answer, DropConnection> {
     match reply {
         Reply::Ok(message) => {
-            tracing::info!(key, errcode = 0, %message, "fake WeCom send");
+            tracing::info!(robot = key, errcode = 0, %message, "fake WeCom send");
             Ok(json_answer(
                 StatusCode::OK,
                 &json!({"errcode": 0, "errmsg": "ok"}),
             ))
         }
         Reply::Error(code, msg) => {
-            tracing::info!(key, errcode = code, "fake WeCom send refused");
+            tracing::info!(robot = key, errcode = code, "fake WeCom send refused");
             Ok(json_answer(
                 StatusCode::OK,
                 &json!({"errcode": code, "errmsg": msg}),
             ))
         }
         Reply::Status(status) => {
-            tracing::info!(key, status, "fake WeCom send answered with an HTTP error");
+            tracing::info!(
+                robot = key,
+                status,
+                "fake WeCom send answered with an HTTP error"
+            );
             Ok(status_answer(status))
         }
         Reply::Drop => {
-            tracing::info!(key, "fake WeCom send dropped without an answer");
+            tracing::info!(robot = key, "fake WeCom send dropped without an answer");
             Err(DropConnection)
         }
     }
@@ -560,7 +584,7 @@ fn messages_answer(shared: &Shared) -> Answer {
     let list: Vec<Value> = inner
         .received
         .iter()
-        .map(|r| json!({"key": redact(&r.key), "at": r.at_utc.to_rfc3339(), "body": r.body}))
+        .map(|r| json!({"key": redact_key(&r.key), "at": r.at_utc.to_rfc3339(), "body": r.body}))
         .collect();
     json_answer(StatusCode::OK, &list)
 }
@@ -580,7 +604,7 @@ fn page_answer(shared: &Shared) -> Answer {
         let at = r.at_utc.format("%Y-%m-%d %H:%M:%S");
         page.push_str(&format!(
             "{at}Z  {}  {msgtype}  {}\n",
-            redact(&r.key),
+            redact_key(&r.key),
             summary(&r.body)
         ));
     }
@@ -624,15 +648,9 @@ async fn behaviour_answer(shared: &Shared, key: Option<String>, req: Request<Inc
                      {\"delay_ms\":N}, {\"drop\":true}, {\"fail_times\":K,\"errcode\":N}";
         return json_answer(StatusCode::BAD_REQUEST, &json!({"error": error}));
     };
-    tracing::info!(key = %redact(&key), ?behaviour, "fake WeCom behaviour set");
+    tracing::info!(robot = %redact_key(&key), ?behaviour, "fake WeCom behaviour set");
     shared.lock().behaviours.insert(key, behaviour);
     json_answer(StatusCode::OK, &json!({"errcode": 0, "errmsg": "ok"}))
-}
-
-/// A key as it may appear in logs and pages: its first 4 characters, then "…".
-fn redact(key: &str) -> String {
-    let head: String = key.chars().take(4).collect();
-    format!("{head}…")
 }
 
 /// The first value of `name` in a query string, percent-decoded.
@@ -738,12 +756,6 @@ mod tests {
         assert_eq!(b(json!({"fail_times": 3, "errcode": -1})), Some(fail));
         assert_eq!(b(json!({"http_status": 70000})), None);
         assert_eq!(b(json!({"other": 1})), None);
-    }
-
-    #[test]
-    fn redact_keeps_four_characters() {
-        assert_eq!(redact("693a91f6-7xxx"), "693a…");
-        assert_eq!(redact("续费提醒机器人"), "续费提醒…");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod report;
 pub use claim::NamedRobot;
 pub use report::{DestinationCounts, RobotReport};
 
+use crate::wecom::redact::redact;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -39,7 +40,8 @@ fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
             display_url(url)
         ),
     }
-    let options = PgConnectOptions::from_str(url).with_context(|| {
+    let known = known_parameters(url)?;
+    let options = PgConnectOptions::from_str(&known).with_context(|| {
         format!(
             "DATABASE_URL {} is not a valid PostgreSQL URL",
             display_url(url)
@@ -53,14 +55,75 @@ fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
         .options([("wecom.actor", "worker")]))
 }
 
-/// `url` with any password replaced, for messages.
+/// Query parameters of `DATABASE_URL` that sqlx reads; it logs any other one *with its value*,
+/// which may be a secret, so those are dropped here with a warning that names only the name.
+const CONNECT_PARAMETERS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// `url` with only the query parameters sqlx understands. A password parameter spelled in
+/// another case (`PASSWORD=`) is refused: PostgreSQL would not read it either, and dropping it
+/// would turn into a puzzling "password authentication failed".
+fn known_parameters(url: &str) -> anyhow::Result<String> {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return Ok(url.to_owned()); // sqlx says what is wrong, and display_url hides it all
+    };
+    if parsed.query().is_none() {
+        return Ok(url.to_owned());
+    }
+    let mut kept = Vec::new();
+    let mut dropped = false;
+    for (name, value) in parsed.query_pairs() {
+        let understood =
+            CONNECT_PARAMETERS.contains(&name.as_ref()) || name.starts_with("options[");
+        if understood {
+            kept.push((name.into_owned(), value.into_owned()));
+        } else if name.eq_ignore_ascii_case("password") {
+            anyhow::bail!(
+                "DATABASE_URL has a query parameter {name:?}: PostgreSQL's name for it is `password`, \
+                 in lower case (or put the password before the @: postgres://user:password@host/db)"
+            );
+        } else {
+            tracing::warn!(parameter = %name, "DATABASE_URL: ignoring a query parameter wecom-outbox does not use");
+            dropped = true;
+        }
+    }
+    if !dropped {
+        return Ok(url.to_owned());
+    }
+    parsed.query_pairs_mut().clear().extend_pairs(&kept);
+    if kept.is_empty() {
+        parsed.set_query(None);
+    }
+    Ok(parsed.to_string())
+}
+
+/// `url` with any password hidden, for messages: the one before the `@` and any `password`
+/// query parameter (in any case or encoding), which sqlx also reads.
 pub fn display_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
             }
-            u.to_string()
+            redact(u.as_str()).into_owned()
         }
         Err(_) => "(a value that is not a URL)".into(),
     }
