@@ -73,6 +73,15 @@ async fn a_bad_default_timezone_is_refused_and_changes_nothing() {
         );
         assert!(err.contains("such as Asia/Hong_Kong"), "{err}");
     }
+    let err = db
+        .exec_err("UPDATE wecom_settings SET value = NULL WHERE name = 'default_timezone'")
+        .await;
+    assert!(err.contains("not-null"), "{err}");
+    // A forgotten WHERE: no other setting takes a zone as its value.
+    let err = db
+        .exec_err("UPDATE wecom_settings SET value = 'Asia/Macau'")
+        .await;
+    assert!(err.contains("wecom_settings: "), "{err}");
     assert_eq!(value(&db, "default_timezone").await, "Asia/Hong_Kong");
     assert_eq!(
         db.count("SELECT count(*) FROM wecom_webhooks WHERE is_active AND disabled_reason IS NULL")

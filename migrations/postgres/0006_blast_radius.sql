@@ -304,6 +304,9 @@ BEGIN
         RAISE EXCEPTION 'wecom_settings: % cannot be renamed, the worker and reminders read it: UPDATE its value instead', OLD.name
             USING ERRCODE = 'restrict_violation';
     END IF;
+    IF NEW.value IS NULL THEN
+        RETURN NEW;                                   -- the NOT NULL constraint says so
+    END IF;
     IF TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name OR NEW.value IS DISTINCT FROM OLD.value THEN
         problem := wecom_setting_problem(NEW.name, NEW.value);
         IF problem IS NOT NULL THEN

@@ -6,7 +6,7 @@ use crate::store::postgres::{DestinationCounts, RobotReport};
 use crate::store::Store;
 use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
 use crate::wecom::redact::{redact, redact_url};
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -172,7 +172,7 @@ fn next_send(snapshot: &RobotSnapshot, now: DateTime<Utc>) -> Option<DateTime<Ut
 /// The window as stored (also when the rules refuse it), e.g. `09:00-20:00 on ISO days
 /// {1,2,3,4,5} Asia/Hong_Kong`.
 fn describe_window(r: &RobotReport) -> String {
-    let hm = |t: Option<NaiveTime>| t.map_or("NULL".to_string(), |t| t.format("%H:%M").to_string());
+    let hm = |t: Option<NaiveTime>| t.map_or("NULL".to_string(), clock);
     let hours = match (r.send_window_start, r.send_window_end) {
         (None, None) => "any time".to_string(),
         (start, end) => format!("{}-{}", hm(start), hm(end)),
@@ -183,6 +183,15 @@ fn describe_window(r: &RobotReport) -> String {
     };
     let zone = r.timezone.as_deref().unwrap_or(&r.default_timezone);
     format!("{hours}{days} {zone}")
+}
+
+/// `09:00`, or `09:00:30` when the seconds matter.
+fn clock(t: NaiveTime) -> String {
+    if t.second() == 0 && t.nanosecond() == 0 {
+        t.format("%H:%M").to_string()
+    } else {
+        t.format("%H:%M:%S%.f").to_string()
+    }
 }
 
 /// The text form: one block per destination.
