@@ -1,13 +1,18 @@
 //! `migrate` on an empty database and on the school's Phase-1 tables: every row kept, the
 //! new columns added with their defaults, a second run changes nothing, and the seed's own
-//! SQL keeps working.
+//! SQL keeps working. Tables of types the worker cannot use are refused first, naming table,
+//! column, found and needed type, with nothing changed.
 //!
 //! Tests run on a multi-thread runtime: `TestDatabase`'s drop closes the pool from another
 //! thread, which needs this runtime's I/O driver to keep running (on a current-thread
 //! runtime it waits forever).
 
+mod cli_support;
+
+use cli_support::Cli;
 use sqlx::Row;
 use std::time::Duration;
+use wecom_outbox::store::postgres::{AdoptionRefused, ADOPTED_COLUMNS};
 use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
 
 /// The Phase-1 tables exactly as `contract/check.py` creates them (the school's migration 023
@@ -514,5 +519,272 @@ async fn the_workers_log_row_fits_the_phase1_column_types() {
         db.count("SELECT count(*) FROM wecom_message_log WHERE outbox_id IS NULL")
             .await,
         2
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What migrate refuses to adopt
+// ---------------------------------------------------------------------------------------
+
+/// The Phase-1 tables with one column's definition replaced (or one column added), no rows.
+fn phase1_with(table: &str, column: &str, definition: &str) -> String {
+    let webhooks = [
+        ("id", "serial PRIMARY KEY"),
+        ("webhook_name", "varchar(100) NOT NULL UNIQUE"),
+        ("webhook_url", "text NOT NULL"),
+        ("target_description", "varchar(255)"),
+        ("is_active", "boolean DEFAULT true"),
+        ("last_used_at", "timestamp NULL"),
+        ("total_messages_sent", "int DEFAULT 0"),
+        ("created_at", "timestamp DEFAULT now()"),
+        ("created_by", "varchar(255)"),
+        ("notes", "text"),
+    ];
+    let log = [
+        ("id", "serial PRIMARY KEY"),
+        ("webhook_name", "varchar(100) NOT NULL"),
+        ("message_type", "varchar(50)"),
+        ("message_content", "text NOT NULL"),
+        ("enrollment_id", "int NULL"),
+        ("session_id", "int NULL"),
+        ("send_status", "varchar(20) DEFAULT 'pending'"),
+        ("send_timestamp", "timestamp NULL"),
+        ("error_message", "text NULL"),
+        ("created_at", "timestamp DEFAULT now()"),
+    ];
+    let ddl = |name: &str, columns: &[(&str, &str)]| {
+        let mut defs: Vec<String> = columns
+            .iter()
+            .map(|(c, d)| {
+                let d = if name == table && *c == column {
+                    definition
+                } else {
+                    d
+                };
+                format!("{c} {d}")
+            })
+            .collect();
+        if name == table && !columns.iter().any(|(c, _)| *c == column) {
+            defs.push(format!("{column} {definition}"));
+        }
+        format!("CREATE TABLE {name} ({});", defs.join(", "))
+    };
+    format!(
+        "{}\n{}",
+        ddl("wecom_webhooks", &webhooks),
+        ddl("wecom_message_log", &log)
+    )
+}
+
+/// `migrate` fails; its error, after checking that nothing at all was changed.
+async fn refused(db: &TestDatabase) -> String {
+    let before = schema_fingerprint(db).await;
+    let err = format!(
+        "{:#}",
+        db.store.migrate().await.expect_err("migrate must refuse")
+    );
+    assert_eq!(
+        schema_fingerprint(db).await,
+        before,
+        "refused, but changed the schema: {err}"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('_sqlx_migrations', 'wecom_outbox')"
+        )
+        .await,
+        0,
+        "refused, but began migrating: {err}"
+    );
+    assert!(err.starts_with("migrate changed nothing"), "{err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_every_adopted_column_of_a_type_the_worker_cannot_use() {
+    let db = TestDatabase::empty().await;
+    for expected in ADOPTED_COLUMNS {
+        let wrong = ["smallint", "text", "date"]
+            .into_iter()
+            .find(|t| !expected.accepts.types.contains(t))
+            .expect("a type it does not accept");
+        db.exec("DROP TABLE IF EXISTS wecom_webhooks, wecom_message_log")
+            .await;
+        db.exec(&phase1_with(expected.table, expected.column, wrong))
+            .await;
+        let err = refused(&db).await;
+        let (table, column) = (expected.table, expected.column);
+        let says = format!(
+            "{table}.{column} is {wrong}, needed {}: ALTER TABLE {table} ",
+            expected.accepts.needed,
+        );
+        assert!(err.contains(&says), "wanted {says:?} in: {err}");
+        let change = format!("ALTER COLUMN {column} TYPE {}", expected.accepts.convert_to);
+        assert!(err.contains(&change), "wanted {change:?} in: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_the_phase1_types_seen_in_the_field_and_keeps_every_row() {
+    let db = phase1_database().await;
+    db.exec(
+        "ALTER TABLE wecom_webhooks ALTER COLUMN is_active DROP DEFAULT,
+             ALTER COLUMN is_active TYPE smallint USING is_active::int,
+             ALTER COLUMN is_active SET DEFAULT 1;
+         ALTER TABLE wecom_webhooks ALTER COLUMN id TYPE bigint;
+         ALTER TABLE wecom_webhooks ADD COLUMN timezone integer, ADD COLUMN rate_limit text;",
+    )
+    .await;
+
+    let err = refused(&db).await;
+
+    for says in [
+        "wecom_webhooks.id is bigint, needed integer: ALTER TABLE wecom_webhooks ALTER COLUMN id TYPE integer USING id::integer",
+        "wecom_webhooks.is_active is smallint, needed boolean: ALTER TABLE wecom_webhooks ALTER COLUMN is_active DROP DEFAULT, ALTER COLUMN is_active TYPE boolean USING is_active <> 0",
+        "wecom_webhooks.rate_limit is text, needed integer",
+        "wecom_webhooks.timezone is integer, needed text or varchar",
+    ] {
+        assert!(err.contains(says), "wanted {says:?} in: {err}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM wecom_webhooks").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM wecom_message_log").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_an_adopted_log_the_worker_could_never_write_to() {
+    for (change, says) in [
+        (
+            "ALTER TABLE wecom_message_log ADD COLUMN sent_by varchar(100) NOT NULL DEFAULT 'x';
+             ALTER TABLE wecom_message_log ALTER COLUMN sent_by DROP DEFAULT",
+            "wecom_message_log.sent_by (character varying(100)) is NOT NULL without a default, and the worker does not write it",
+        ),
+        (
+            "UPDATE wecom_message_log SET enrollment_id = 0;
+             ALTER TABLE wecom_message_log ALTER COLUMN enrollment_id SET NOT NULL",
+            "wecom_message_log.enrollment_id (integer) is NOT NULL, but the worker leaves it NULL",
+        ),
+        (
+            "ALTER TABLE wecom_message_log ALTER COLUMN id DROP DEFAULT",
+            "wecom_message_log.id (integer) is NOT NULL without a default, and the worker does not write it, \
+             so it could never write its log rows: ALTER TABLE wecom_message_log ALTER COLUMN id \
+             ADD GENERATED BY DEFAULT AS IDENTITY (START WITH 3)",
+        ),
+        (
+            "DROP TABLE wecom_message_log;
+             CREATE VIEW wecom_message_log AS SELECT 1 AS id, 'x'::text AS webhook_name",
+            "wecom_message_log is not a table (a view or another kind of relation)",
+        ),
+        (
+            "ALTER TABLE wecom_webhooks DROP COLUMN is_active",
+            "wecom_webhooks.is_active is missing (a Phase-1 column, needed boolean): ALTER TABLE wecom_webhooks ADD COLUMN is_active boolean",
+        ),
+    ] {
+        let db = phase1_database().await;
+        db.exec(change).await;
+        let err = refused(&db).await;
+        assert!(err.contains(says), "after {change}: wanted {says:?} in: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_succeeds_once_the_dba_has_run_the_statements_its_refusal_gives() {
+    let db = phase1_database().await;
+    db.exec(
+        "ALTER TABLE wecom_webhooks ALTER COLUMN is_active DROP DEFAULT,
+             ALTER COLUMN is_active TYPE smallint USING is_active::int,
+             ALTER COLUMN is_active SET DEFAULT 1;
+         ALTER TABLE wecom_message_log ADD COLUMN sent_by varchar(100) NOT NULL DEFAULT 'x';
+         ALTER TABLE wecom_message_log ALTER COLUMN sent_by DROP DEFAULT;
+         ALTER TABLE wecom_message_log ALTER COLUMN id DROP DEFAULT;",
+    )
+    .await;
+    refused(&db).await;
+    let refusal = db.store.migrate().await.expect_err("refused");
+    let problems = &refusal
+        .downcast_ref::<AdoptionRefused>()
+        .expect("an AdoptionRefused")
+        .problems;
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for problem in problems {
+        // Each problem ends with what to run: "…: ALTER TABLE … [(or …)]".
+        let statement = &problem[problem.find(": ALTER TABLE").expect(problem) + 2..];
+        let statement = statement.split(" (or ").next().unwrap_or(statement);
+        db.exec(statement).await;
+    }
+    migrate_twice(&db).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_webhooks WHERE is_active")
+            .await,
+        1
+    );
+    db.exec(SEED_INSERT_PARENT_GROUP).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM wecom_webhooks WHERE is_active")
+            .await,
+        2,
+        "the seed's INSERT gets the default is_active = true again"
+    );
+    db.exec(SEED_APPSHEET_LOG_ROW).await;
+    assert_eq!(db.count("SELECT count(*) FROM wecom_message_log").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_adopts_other_reasonable_phase1_types_and_the_worker_delivers() {
+    let fake = standin(20, Duration::from_secs(60)).await;
+    let db = TestDatabase::empty().await;
+    db.exec(
+        "CREATE TABLE wecom_webhooks (id serial PRIMARY KEY, webhook_name text NOT NULL UNIQUE,
+             webhook_url varchar(500) NOT NULL, target_description text, is_active boolean NOT NULL DEFAULT true,
+             last_used_at timestamptz, total_messages_sent bigint DEFAULT 0, created_at timestamptz DEFAULT now(),
+             created_by text, notes varchar(1000), campus text);
+         CREATE TABLE wecom_message_log (id bigserial PRIMARY KEY, webhook_name text NOT NULL,
+             message_type text, message_content text NOT NULL, enrollment_id bigint, session_id smallint,
+             send_status text DEFAULT 'pending', send_timestamp timestamptz, error_message text,
+             created_at timestamptz DEFAULT now(), sent_by text NOT NULL DEFAULT current_user,
+             reviewed boolean, errcode bigint);",
+    )
+    .await;
+    migrate_twice(&db).await;
+    db.add_robot(&fake, "parent_group", None, 20, Duration::from_secs(60))
+        .await;
+    db.enqueue("parent_group", "hello", 2).await;
+
+    let replica = Replica::start(&db, fast_config("w1", &fake));
+    db.wait_for(
+        "SELECT count(*) FROM wecom_message_log WHERE send_status = 'sent' AND sent_by <> ''",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    replica.stop().await;
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM wecom_webhooks WHERE total_messages_sent = 2 AND last_used_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrate_command_names_what_to_change_instead_of_saying_ready() {
+    let db = TestDatabase::empty().await;
+    db.exec(&phase1_with(
+        "wecom_webhooks",
+        "is_active",
+        "smallint DEFAULT 1",
+    ))
+    .await;
+    let out = Cli::new(&["migrate"]).db(&db).output().await;
+    let error = out.one_line_error();
+    assert!(
+        error.contains("wecom_webhooks.is_active is smallint, needed boolean"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("ready"), "{out}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname = '_sqlx_migrations'")
+            .await,
+        0
     );
 }

@@ -3,7 +3,8 @@
 use crate::store::Store;
 use std::process::ExitCode;
 
-/// Create the outbox tables, or adopt the school's Phase-1 tables keeping every row.
+/// Create the outbox tables, or adopt the school's Phase-1 tables keeping every row. Tables
+/// with a column the worker could not use are refused first, naming each one, changing nothing.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  DATABASE_URL=postgres://dba@db/school wecom-outbox migrate")]
 pub struct Args {

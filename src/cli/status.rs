@@ -1,12 +1,12 @@
 //! `status`: per destination, what is waiting and what happened; per robot, whether it is
 //! enabled, how much of its limit is left and when it can send next. Keys are never shown.
 
-use crate::rules::decide::{decide, Decision};
+use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::store::postgres::{DestinationCounts, RobotReport};
 use crate::store::Store;
 use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
 use crate::wecom::redact::{redact, redact_url};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -30,6 +30,8 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub now: DateTime<Utc>,
+    /// Stored settings the worker or the reminders cannot use, one sentence each.
+    pub settings_problems: Vec<String>,
     pub destinations: Vec<DestinationStatus>,
 }
 
@@ -48,7 +50,7 @@ pub struct RobotStatus {
     /// The URL with its key hidden.
     pub url: String,
     pub enabled: bool,
-    /// Why it does not send (disabled, placeholder, host not allowed, bad configuration).
+    /// Why it does not send (disabled, placeholder, host not allowed, a row the worker skips).
     pub problem: Option<String>,
     pub rate_limit: i32,
     pub rate_window_secs: f64,
@@ -60,7 +62,7 @@ pub struct RobotStatus {
     pub last_errcode: Option<i32>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
-    pub total_messages_sent: i32,
+    pub total_messages_sent: i64,
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -77,10 +79,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Read everything and apply the rules to each robot.
+/// Read everything and apply the rules to each robot. One robot or setting that cannot be
+/// read or planned shows its reason; the rest of the report still shows.
 pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Status> {
     let counts = store.destination_counts().await?;
     let robots = store.robot_reports().await?;
+    let settings_problems = store
+        .settings_problems()
+        .await
+        .unwrap_or_else(|e| vec![format!("wecom_settings could not be checked: {e}")]);
     // Each robot row carries its own clock reading; the latest is "now" for all of them, so
     // a robot that may send at its own reading shows as ready now rather than "next send at"
     // a moment in the past.
@@ -96,7 +103,11 @@ pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Sta
             DestinationStatus { counts, robots }
         })
         .collect();
-    Ok(Status { now, destinations })
+    Ok(Status {
+        now,
+        settings_problems,
+        destinations,
+    })
 }
 
 fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
@@ -105,32 +116,10 @@ fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
         .rate()
         .map(|rate| rate.budget(r.now, &r.recent_sends).available)
         .unwrap_or(0);
-    let (problem, next_send_at) = if r.webhook_url == PLACEHOLDER_URL {
-        (Some("placeholder URL: not a robot yet".to_string()), None)
-    } else if !r.is_active {
-        let why = r
-            .disabled_reason
-            .clone()
-            .unwrap_or_else(|| "by an operator".into());
-        (Some(format!("disabled: {why}")), None)
-    } else if let Err(why) = allowed.check(&r.webhook_url) {
-        (
-            Some(format!(
-                "not served by replicas that share this WECOM_ALLOWED_HOSTS: {why}"
-            )),
-            None,
-        )
-    } else {
-        match decide(&snapshot, r.now, u32::MAX) {
-            Decision::Claim { .. } => (None, Some(r.now)),
-            Decision::Wait { until } => (None, Some(until)),
-            Decision::Unusable { reason, .. } => {
-                (Some(format!("skipped until fixed: {reason}")), None)
-            }
-            Decision::Skip { reason } => (Some(reason), None),
-        }
+    let (problem, next_send_at) = match why_not(r, &snapshot, allowed) {
+        Some(problem) => (Some(problem), None),
+        None => (None, next_send(&snapshot, r.now)),
     };
-    let send_window = snapshot.send_window().ok().map(|w| describe_window(&w, r));
     RobotStatus {
         name: r.webhook_name.clone(),
         url: redact_url(&r.webhook_url),
@@ -140,7 +129,7 @@ fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
         rate_window_secs: r.rate_window_secs,
         budget_left,
         next_send_at,
-        send_window,
+        send_window: Some(describe_window(r)),
         paused_until: r.paused_until.filter(|p| *p > r.now),
         last_errcode: r.last_errcode,
         last_error: r.last_error.as_deref().map(|e| redact(e).into_owned()),
@@ -150,22 +139,70 @@ fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
     }
 }
 
-fn describe_window(w: &crate::rules::send_window::SendWindow, r: &RobotReport) -> String {
-    let hours = match w.hours {
-        Some((a, b)) => format!("{}-{}", a.format("%H:%M"), b.format("%H:%M")),
-        None => "any time".into(),
+/// Why the worker will not send with this robot, if it will not.
+fn why_not(r: &RobotReport, snapshot: &RobotSnapshot, allowed: &AllowedHosts) -> Option<String> {
+    if let Some(why) = &r.unreadable {
+        return Some(format!("skipped: {why}"));
+    }
+    if r.webhook_url == PLACEHOLDER_URL {
+        return Some("placeholder URL: not a robot yet".into());
+    }
+    if !r.is_active {
+        let why = r.disabled_reason.as_deref().unwrap_or("by an operator");
+        return Some(format!("disabled: {why}"));
+    }
+    if let Err(why) = allowed.check(&r.webhook_url) {
+        return Some(format!(
+            "not served by replicas with this WECOM_ALLOWED_HOSTS: {why}"
+        ));
+    }
+    if let Err(why) = snapshot.rate().and_then(|_| snapshot.send_window()) {
+        return Some(format!("skipped: {why}"));
+    }
+    None
+}
+
+/// When a robot whose configuration the rules accept can send next.
+fn next_send(snapshot: &RobotSnapshot, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match decide(snapshot, now, u32::MAX) {
+        Decision::Claim { .. } => Some(now),
+        Decision::Wait { until } => Some(until),
+        _ => None,
+    }
+}
+
+/// The window as stored (also when the rules refuse it), e.g. `09:00-20:00 on ISO days
+/// {1,2,3,4,5} Asia/Hong_Kong`.
+fn describe_window(r: &RobotReport) -> String {
+    let hm = |t: Option<NaiveTime>| t.map_or("NULL".to_string(), clock);
+    let hours = match (r.send_window_start, r.send_window_end) {
+        (None, None) => "any time".to_string(),
+        (start, end) => format!("{}-{}", hm(start), hm(end)),
     };
-    let days = match &r.send_days {
-        Some(d) => format!(" on ISO days {d:?}"),
+    let days = match &r.send_days_text {
+        Some(d) => format!(" on ISO days {d}"),
         None => String::new(),
     };
-    format!("{hours}{days} {}", w.tz)
+    let zone = r.timezone.as_deref().unwrap_or(&r.default_timezone);
+    format!("{hours}{days} {zone}")
+}
+
+/// `09:00`, or `09:00:30` when the seconds matter.
+fn clock(t: NaiveTime) -> String {
+    if t.second() == 0 && t.nanosecond() == 0 {
+        t.format("%H:%M").to_string()
+    } else {
+        t.format("%H:%M:%S%.f").to_string()
+    }
 }
 
 /// The text form: one block per destination.
 pub fn render(status: &Status) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    for problem in &status.settings_problems {
+        let _ = writeln!(out, "setting problem: {problem}");
+    }
     if status.destinations.is_empty() {
         out.push_str("no robots and no messages yet: INSERT INTO wecom_webhooks … (see README)\n");
     }

@@ -5,7 +5,6 @@
 use super::rate_limit::RateLimit;
 use super::send_window::SendWindow;
 use chrono::{DateTime, NaiveTime, Utc};
-use chrono_tz::Tz;
 use std::time::Duration;
 
 /// A robot as the rules see it: its configuration and what the store knows of its recent past.
@@ -53,32 +52,23 @@ pub enum Decision {
 const NEVER_RECHECK: chrono::Duration = chrono::Duration::hours(1);
 
 impl RobotSnapshot {
-    /// The robot's limit, if its configuration is sane.
+    /// The robot's limit, or why its row cannot give one (stored before the schema refused
+    /// such rows): the worker skips the robot with this reason and `status` shows it.
     pub fn rate(&self) -> Result<RateLimit, String> {
-        if self.rate_limit < 1 || self.rate_window.is_zero() {
-            return Err(format!(
-                "rate_limit {} per {:?} cannot send anything",
-                self.rate_limit, self.rate_window
-            ));
-        }
-        Ok(RateLimit {
-            limit: self.rate_limit as u32,
-            window: self.rate_window,
-        })
+        RateLimit::from_config(self.rate_limit, self.rate_window)
     }
 
-    /// The robot's send window in its zone, if the zone is known.
+    /// The robot's send window in its zone, or why its row cannot give one (a window that
+    /// starts when it ends, an empty `send_days`, a zone that is not an IANA name — its own
+    /// or the deployment's default): the worker skips the robot with this reason.
     pub fn send_window(&self) -> Result<SendWindow, String> {
-        let zone = self.timezone.as_deref().unwrap_or(&self.default_timezone);
-        let tz: Tz = zone
-            .parse()
-            .map_err(|_| format!("timezone {zone:?} is not an IANA time zone name"))?;
-        let hours = self.send_window_start.zip(self.send_window_end);
-        let days = self
-            .send_days
-            .as_ref()
-            .map(|d| d.iter().map(|&x| x as u32).collect());
-        Ok(SendWindow { hours, days, tz })
+        SendWindow::from_config(
+            self.send_window_start,
+            self.send_window_end,
+            self.send_days.as_deref(),
+            self.timezone.as_deref(),
+            &self.default_timezone,
+        )
     }
 }
 

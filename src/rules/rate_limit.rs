@@ -25,7 +25,33 @@ pub struct Budget {
     pub next_free_at: Option<DateTime<Utc>>,
 }
 
+/// The longest `rate_window` the rules plan with; the schema refuses longer ones when they
+/// are written (`wecom_rate_window_problem`).
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
+
 impl RateLimit {
+    /// The limit a robot's `rate_limit` / `rate_window` describe, or why they cannot (a row
+    /// stored before the schema refused it). A window that is not a positive length of time
+    /// arrives here as zero.
+    pub fn from_config(limit: i32, window: Duration) -> Result<RateLimit, String> {
+        let limit = u32::try_from(limit)
+            .ok()
+            .filter(|l| *l >= 1)
+            .ok_or_else(|| format!("rate_limit {limit} cannot send anything: give 1 or more"))?;
+        if window.is_zero() {
+            return Err(
+                "rate_window is not a positive length of time: give one such as 60 seconds".into(),
+            );
+        }
+        if window > MAX_WINDOW {
+            return Err(format!(
+                "rate_window of {} days is longer than 366 days: give a window of at most a year",
+                window.as_secs() / 86_400
+            ));
+        }
+        Ok(RateLimit { limit, window })
+    }
+
     /// The margin added to the window: 0.2 % of it, at least 10 ms. Sends are counted from
     /// when WeCom answered, so the guard only covers clock granularity and rounding.
     pub fn guard(&self) -> Duration {
@@ -34,44 +60,70 @@ impl RateLimit {
 
     /// The window as the worker enforces it: WeCom's window plus the guard.
     pub fn effective_window(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.window + self.guard()).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(self.window.saturating_add(self.guard()))
+            .unwrap_or(chrono::Duration::MAX)
     }
 
     /// How many sends may be reserved at `now`, given the times of earlier sends (any order).
     pub fn budget(&self, now: DateTime<Utc>, sends: &[DateTime<Utc>]) -> Budget {
-        let window = self.effective_window();
-        let mut recent: Vec<DateTime<Utc>> = sends
-            .iter()
-            .copied()
-            .filter(|t| *t > now - window)
-            .collect();
-        recent.sort_unstable();
-        let used = recent.len() as u32;
-        if used < self.limit {
-            return Budget {
-                available: self.limit - used,
-                next_free_at: None,
-            };
-        }
-        // The oldest sends leave the window first; one more must leave for a slot to free.
-        let freeing = recent[(used - self.limit) as usize];
-        Budget {
-            available: 0,
-            next_free_at: Some(freeing + window),
-        }
+        self.budget_after(now, sends, 0)
     }
 
     /// When the robot may send again after `taken` more sends are reserved at `now`.
+    /// `taken` may be anything up to `u32::MAX`: nothing is allocated per send.
     pub fn next_free_after(
         &self,
         now: DateTime<Utc>,
         sends: &[DateTime<Utc>],
         taken: u32,
     ) -> Option<DateTime<Utc>> {
-        let mut all = sends.to_vec();
-        all.extend(std::iter::repeat_n(now, taken as usize));
-        self.budget(now, &all).next_free_at
+        self.budget_after(now, sends, taken).next_free_at
     }
+
+    /// The budget at `now` once `taken` sends at `now` are added to `sends`.
+    fn budget_after(&self, now: DateTime<Utc>, sends: &[DateTime<Utc>], taken: u32) -> Budget {
+        let window = self.effective_window();
+        // A window reaching before the earliest representable instant counts every send.
+        let cutoff = now.checked_sub_signed(window);
+        let mut recent: Vec<DateTime<Utc>> = sends
+            .iter()
+            .copied()
+            .filter(|t| cutoff.is_none_or(|c| *t > c))
+            .collect();
+        recent.sort_unstable();
+        let used = recent.len() as u64 + u64::from(taken);
+        let limit = u64::from(self.limit);
+        if used < limit {
+            return Budget {
+                available: (limit - used) as u32,
+                next_free_at: None,
+            };
+        }
+        // The oldest sends leave the window first; one more must leave for a slot to free.
+        let freeing = nth_in_order(&recent, now, taken, used - limit);
+        Budget {
+            available: 0,
+            next_free_at: Some(
+                freeing
+                    .checked_add_signed(window)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            ),
+        }
+    }
+}
+
+/// The `k`-th (from 0) of the sorted `recent` sends merged with `taken` sends at `now`,
+/// found without building the merged list.
+fn nth_in_order(recent: &[DateTime<Utc>], now: DateTime<Utc>, taken: u32, k: u64) -> DateTime<Utc> {
+    let before = recent.partition_point(|t| *t < now) as u64;
+    if k < before {
+        return recent[k as usize];
+    }
+    let after_now = before + u64::from(taken);
+    if k < after_now {
+        return now;
+    }
+    recent[(k - u64::from(taken)) as usize]
 }
 
 #[cfg(test)]
@@ -135,6 +187,91 @@ mod tests {
         let l = limit(3, 10);
         assert_eq!(l.next_free_after(t(500), &sends, 1), None);
         assert_eq!(l.next_free_after(t(500), &sends, 2), Some(t(10_020)));
+    }
+
+    #[test]
+    fn taking_the_largest_limit_allocates_nothing_per_send() {
+        // rate_limit = 2147483647 once asked for ~25 GB here (status aborted).
+        let l = limit(i32::MAX as u32, 60);
+        let sends = [t(0), t(1_000)];
+        assert_eq!(
+            l.next_free_after(t(2_000), &sends, i32::MAX as u32 - 3),
+            None
+        );
+        assert_eq!(
+            l.next_free_after(t(2_000), &sends, i32::MAX as u32 - 2),
+            Some(t(60_120))
+        );
+        assert_eq!(
+            l.next_free_after(t(2_000), &sends, i32::MAX as u32 - 1),
+            Some(t(1_000 + 60_120))
+        );
+        assert_eq!(
+            l.next_free_after(t(2_000), &sends, u32::MAX),
+            Some(t(2_000 + 60_120))
+        );
+    }
+
+    #[test]
+    fn next_free_after_agrees_with_reserving_the_sends_one_by_one() {
+        let l = limit(4, 10);
+        let now = t(5_000);
+        // Sends before, at and (clock skew) after now.
+        let sends = [t(6_000), t(1_000), now, t(3_000)];
+        for taken in 0..6u32 {
+            let mut all = sends.to_vec();
+            all.extend(std::iter::repeat_n(now, taken as usize));
+            assert_eq!(
+                l.next_free_after(now, &sends, taken),
+                l.budget(now, &all).next_free_at,
+                "taken {taken}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_window_longer_than_time_itself_neither_panics_nor_frees() {
+        let l = RateLimit {
+            limit: 1,
+            window: Duration::from_secs(u64::MAX / 4),
+        };
+        let b = l.budget(t(0), &[t(-5_000)]);
+        assert_eq!(b.available, 0);
+        assert_eq!(b.next_free_at, Some(DateTime::<Utc>::MAX_UTC));
+    }
+
+    #[test]
+    fn a_stored_limit_or_window_that_cannot_send_is_refused_with_the_reason() {
+        let minute = Duration::from_secs(60);
+        for bad in [0, -5] {
+            let err = RateLimit::from_config(bad, minute).unwrap_err();
+            assert!(
+                err.contains(&format!("rate_limit {bad} cannot send")),
+                "{err}"
+            );
+        }
+        let err = RateLimit::from_config(20, Duration::ZERO).unwrap_err();
+        assert!(
+            err.contains("rate_window is not a positive length"),
+            "{err}"
+        );
+        let err = RateLimit::from_config(20, MAX_WINDOW + Duration::from_secs(1)).unwrap_err();
+        assert!(err.contains("longer than 366 days"), "{err}");
+    }
+
+    #[test]
+    fn every_limit_and_window_the_schema_accepts_is_planned() {
+        for (n, window) in [
+            (i32::MAX, Duration::from_secs(60)),
+            (1, Duration::from_micros(1)),
+            (20, MAX_WINDOW),
+        ] {
+            let rate = RateLimit::from_config(n, window).expect("accepted");
+            let b = rate.budget(t(0), &[t(-1)]);
+            assert_eq!(b.available, n as u32 - 1);
+            let spent = rate.next_free_after(t(0), &[t(-1)], b.available);
+            assert!(spent.is_some_and(|at| at > t(0)), "{n} per {window:?}");
+        }
     }
 
     #[test]

@@ -3,8 +3,13 @@
 //!
 //! A window with `start > end` wraps midnight and belongs to the day it *starts* on: with
 //! 22:00–02:00 on Fridays only, Saturday 01:00 is open and Friday 01:00 is not.
-//! `start == end` means the whole day. Local times that do not exist (a DST gap) move to the
-//! first instant that does; ambiguous ones (a DST overlap) take the earlier instant.
+//! Local times that do not exist (a DST gap) move to the first instant that does; ambiguous
+//! ones (a DST overlap) take the earlier instant.
+//!
+//! A robot's stored configuration becomes a window only through [`SendWindow::from_config`],
+//! which refuses what can never mean what it says (the same rows the schema refuses when they
+//! are written; older rows may still hold them): a window that starts when it ends, an empty
+//! or out-of-range `send_days`, a zone that is not an IANA name.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -23,6 +28,23 @@ pub struct SendWindow {
 const HORIZON_DAYS: i64 = 8;
 
 impl SendWindow {
+    /// The window a robot's columns describe (`send_window_start/end`, `send_days`, `timezone`,
+    /// with `default_zone` = `wecom_settings.default_timezone` for a robot without its own
+    /// zone), or why they cannot describe one, in words a DBA can act on.
+    pub fn from_config(
+        start: Option<NaiveTime>,
+        end: Option<NaiveTime>,
+        days: Option<&[i32]>,
+        zone: Option<&str>,
+        default_zone: &str,
+    ) -> Result<SendWindow, String> {
+        Ok(SendWindow {
+            hours: hours_of(start, end)?,
+            days: days.map(iso_weekdays).transpose()?,
+            tz: zone_of(zone, default_zone)?,
+        })
+    }
+
     /// A window that is always open, for robots without quiet hours.
     pub fn always(tz: Tz) -> Self {
         SendWindow {
@@ -88,6 +110,63 @@ impl SendWindow {
             to_utc(self.tz, day.and_time(start)),
             to_utc(self.tz, end_day.and_time(end)),
         )
+    }
+}
+
+/// Both ends or neither; a window that starts when it ends is refused, not read as "all day".
+fn hours_of(
+    start: Option<NaiveTime>,
+    end: Option<NaiveTime>,
+) -> Result<Option<(NaiveTime, NaiveTime)>, String> {
+    let hm = |t: NaiveTime| t.format("%H:%M").to_string();
+    match (start, end) {
+        (None, None) => Ok(None),
+        (Some(start), Some(end)) if start == end => Err(format!(
+            "send window {}-{} starts and ends at the same time: set send_window_start and \
+             send_window_end to NULL to send at any time, or to the hours it may send, e.g. 09:00 and 20:00",
+            hm(start),
+            hm(end)
+        )),
+        (Some(start), Some(end)) => Ok(Some((start, end))),
+        (Some(t), None) | (None, Some(t)) => Err(format!(
+            "only one end of the send window is set ({}): set both send_window_start and \
+             send_window_end, or neither",
+            hm(t)
+        )),
+    }
+}
+
+/// ISO weekdays (1 = Monday … 7 = Sunday), at least one.
+fn iso_weekdays(days: &[i32]) -> Result<Vec<u32>, String> {
+    if days.is_empty() {
+        return Err(
+            "send_days is empty ({}), so the robot would never send: set it to NULL for \
+                    every day, or list ISO weekdays such as {1,2,3,4,5}"
+                .into(),
+        );
+    }
+    days.iter()
+        .map(|&d| match u32::try_from(d) {
+            Ok(day @ 1..=7) => Ok(day),
+            _ => Err(format!(
+                "send_days {days:?} has {d}, which is not an ISO weekday (1 = Monday … 7 = Sunday)"
+            )),
+        })
+        .collect()
+}
+
+/// The robot's own zone, else the deployment's; the error says which one is wrong.
+fn zone_of(zone: Option<&str>, default_zone: &str) -> Result<Tz, String> {
+    match zone {
+        Some(zone) => zone.parse().map_err(|_| {
+            format!("timezone {zone:?} is not an IANA time zone name (such as Asia/Hong_Kong)")
+        }),
+        None => default_zone.parse().map_err(|_| {
+            format!(
+                "wecom_settings.default_timezone {default_zone:?} is not an IANA time zone name \
+                 (such as Asia/Hong_Kong): fix the setting, or give the robot a timezone of its own"
+            )
+        }),
     }
 }
 
@@ -216,6 +295,72 @@ mod tests {
     fn equal_start_and_end_is_the_whole_day() {
         let w = window("00:00", "00:00", None);
         assert!(w.is_open(hk("2026-11-27 03:00")));
+    }
+
+    fn from_config(
+        hours: Option<(&str, &str)>,
+        days: Option<&[i32]>,
+        zone: Option<&str>,
+        default_zone: &str,
+    ) -> Result<SendWindow, String> {
+        SendWindow::from_config(
+            hours.map(|(s, _)| hm(s)),
+            hours.map(|(_, e)| hm(e)),
+            days,
+            zone,
+            default_zone,
+        )
+    }
+
+    #[test]
+    fn a_stored_window_that_starts_when_it_ends_is_refused_not_read_as_all_day() {
+        let err = from_config(Some(("09:00", "09:00")), None, None, "UTC").unwrap_err();
+        assert!(
+            err.contains("send window 09:00-09:00 starts and ends at the same time"),
+            "{err}"
+        );
+        assert!(err.contains("NULL"), "{err}");
+    }
+
+    #[test]
+    fn stored_send_days_that_can_never_send_are_refused_with_the_reason() {
+        let err = from_config(None, Some(&[]), None, "UTC").unwrap_err();
+        assert!(err.contains("send_days is empty"), "{err}");
+        for bad in [0, 8, -1] {
+            let err = from_config(None, Some(&[1, bad]), None, "UTC").unwrap_err();
+            assert!(
+                err.contains(&format!("has {bad}, which is not an ISO weekday")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_zone_says_whether_it_is_the_robots_or_the_default() {
+        let own = from_config(None, None, Some("Mars/Olympus"), "UTC").unwrap_err();
+        assert!(own.starts_with("timezone \"Mars/Olympus\""), "{own}");
+        let default = from_config(None, None, None, "Mars/Olympus").unwrap_err();
+        assert!(
+            default.contains("wecom_settings.default_timezone \"Mars/Olympus\""),
+            "{default}"
+        );
+        // A robot with its own good zone does not depend on the default.
+        assert!(from_config(None, None, Some("Asia/Macau"), "Mars/Olympus").is_ok());
+    }
+
+    #[test]
+    fn only_one_end_of_a_window_is_refused() {
+        let err = SendWindow::from_config(Some(hm("09:00")), None, None, None, "UTC").unwrap_err();
+        assert!(
+            err.contains("only one end of the send window is set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_sound_configuration_becomes_its_window() {
+        let w = from_config(Some(("22:00", "02:00")), Some(&[5]), None, "Asia/Hong_Kong").unwrap();
+        assert_eq!(w, window("22:00", "02:00", Some(vec![5])));
     }
 
     #[test]

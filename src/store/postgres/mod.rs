@@ -1,10 +1,12 @@
 //! The PostgreSQL backend: connection, migrations, notifications, and the operations in
 //! `claim` (what may go now), `finish` (what happened) and `report` (what `status` shows).
 
+mod adopt;
 mod claim;
 mod finish;
 mod report;
 
+pub use adopt::{AdoptionRefused, EXPECTED as ADOPTED_COLUMNS};
 pub use claim::NamedRobot;
 pub use report::{DestinationCounts, RobotReport};
 
@@ -157,9 +159,13 @@ impl PgStore {
         &self.pool
     }
 
-    /// Apply the embedded migrations; a second run does nothing.
+    /// Check the tables it would adopt, then apply the embedded migrations; a second run does
+    /// nothing. Tables of types the worker cannot use are refused before anything changes
+    /// ([`AdoptionRefused`] names each column), so `migrate` never says "ready" for a database
+    /// every later command would fail on.
     #[tracing::instrument(skip(self))]
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        adopt::check(&self.pool).await?;
         MIGRATOR.run(&self.pool).await.context("migration failed")?;
         // The school may have altered its log since the last run: the INSERT check uses
         // what the log can take now.

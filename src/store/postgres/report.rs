@@ -3,8 +3,11 @@
 
 use super::PgStore;
 use crate::rules::decide::RobotSnapshot;
+use crate::rules::rate_limit::MAX_WINDOW;
 use chrono::{DateTime, NaiveTime, Utc};
 use serde::Serialize;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use std::time::Duration;
 
 const DESTINATIONS: &str = r#"
@@ -30,24 +33,70 @@ GROUP BY d.destination
 ORDER BY d.destination
 "#;
 
+/// Every robot, each column read so that any value the schema accepts decodes: text as text,
+/// a `send_days` of several dimensions (which the CHECK lets through) set aside with its
+/// reason, instants outside what the rules can hold ('infinity', year 200000) as unknown,
+/// and recent sends looked up at most two of the longest windows back.
 const ROBOTS: &str = r#"
-SELECT w.webhook_name, coalesce(w.pool_name, w.webhook_name) AS destination,
-       w.webhook_url, coalesce(w.is_active, true) AS is_active, w.disabled_reason,
-       w.rate_limit, extract(epoch FROM w.rate_window)::float8 AS rate_window_secs,
-       w.send_window_start, w.send_window_end, w.send_days, w.timezone,
+SELECT w.webhook_name::text AS webhook_name,
+       coalesce(w.pool_name, w.webhook_name)::text AS destination,
+       w.webhook_url::text AS webhook_url,
+       coalesce(w.is_active, true) AS is_active,
+       w.disabled_reason::text AS disabled_reason,
+       w.rate_limit,
+       extract(epoch FROM w.rate_window)::float8 AS rate_window_secs,
+       w.send_window_start, w.send_window_end,
+       CASE WHEN array_ndims(w.send_days) > 1 THEN NULL ELSE w.send_days END AS send_days,
+       w.send_days::text AS send_days_text,
+       CASE WHEN array_ndims(w.send_days) > 1 THEN
+           format('send_days %s is an array of %s dimensions: write one list of ISO weekdays, such as {1,2,3,4,5}',
+                  w.send_days, array_ndims(w.send_days))
+       END AS unreadable,
+       w.timezone::text AS timezone,
        coalesce((SELECT value FROM wecom_settings WHERE name = 'default_timezone'), 'UTC')
            AS default_timezone,
-       s.paused_until, s.last_errcode, s.last_error, s.last_error_at,
-       coalesce(w.total_messages_sent, 0) AS total_messages_sent,
-       w.last_used_at::timestamptz AS last_used_at,
+       CASE WHEN s.paused_until BETWEEN '0001-01-01' AND '200000-01-01' THEN s.paused_until END
+           AS paused_until,
+       s.last_errcode, s.last_error,
+       CASE WHEN s.last_error_at BETWEEN '0001-01-01' AND '200000-01-01' THEN s.last_error_at END
+           AS last_error_at,
+       coalesce(w.total_messages_sent, 0)::bigint AS total_messages_sent,
+       CASE WHEN w.last_used_at::timestamptz BETWEEN '0001-01-01' AND '200000-01-01'
+            THEN w.last_used_at::timestamptz END AS last_used_at,
        coalesce((SELECT array_agg(r.at) FROM wecom_rate_slots r
                   WHERE r.robot_id = w.id
-                    AND r.at > clock_timestamp() - 2 * w.rate_window - interval '1 second'),
+                    AND r.at > clock_timestamp() - make_interval(secs =>
+                            least(2 * extract(epoch FROM w.rate_window) + 1, $1))
+                    AND r.at < '200000-01-01'),
                 '{}') AS recent_sends,
        clock_timestamp() AS now
 FROM wecom_webhooks w
 LEFT JOIN wecom_robot_state s ON s.robot_id = w.id
 ORDER BY destination, w.webhook_name
+"#;
+
+/// Whether this database has the settings checks (migration 0006); a database not yet
+/// migrated that far is shown without them.
+const HAS_SETTINGS_CHECKS: &str = r#"
+SELECT to_regprocedure('wecom_setting_problem(text,text)') IS NOT NULL
+   AND to_regprocedure('wecom_settings_conflict()') IS NOT NULL
+   AND to_regprocedure('wecom_setting_kinds()') IS NOT NULL
+"#;
+
+/// Every stored setting the worker or the reminders cannot use, and why (each message names
+/// its setting): values stored before they were checked, or a destination since removed.
+/// Without the view the reminders read, the reminder settings are not in use and not shown.
+const SETTINGS_PROBLEMS: &str = r#"
+SELECT problem FROM (
+    SELECT wecom_setting_problem(name, value) AS problem, 1 AS k, name FROM wecom_settings
+    UNION ALL
+    SELECT wecom_settings_conflict(), 2, 'reminder_min_days'
+) p
+WHERE problem IS NOT NULL
+  AND NOT (name LIKE 'reminder\_%'
+           AND EXISTS (SELECT 1 FROM wecom_setting_kinds() k WHERE k.name = p.name)
+           AND to_regclass('active_enrollments_needing_renewal') IS NULL)
+ORDER BY k, name
 "#;
 
 /// One destination's rows by status.
@@ -66,7 +115,7 @@ pub struct DestinationCounts {
 }
 
 /// One robot as stored; the URL holds the key and must be redacted before display.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct RobotReport {
     pub webhook_name: String,
     pub destination: String,
@@ -77,14 +126,19 @@ pub struct RobotReport {
     pub rate_window_secs: f64,
     pub send_window_start: Option<NaiveTime>,
     pub send_window_end: Option<NaiveTime>,
+    /// `None` also when the stored array cannot be a list of days (see `unreadable`).
     pub send_days: Option<Vec<i32>>,
+    /// `send_days` as stored, for display.
+    pub send_days_text: Option<String>,
+    /// Why this row cannot be read as a robot at all; the rest of the report still shows.
+    pub unreadable: Option<String>,
     pub timezone: Option<String>,
     pub default_timezone: String,
     pub paused_until: Option<DateTime<Utc>>,
     pub last_errcode: Option<i32>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
-    pub total_messages_sent: i32,
+    pub total_messages_sent: i64,
     pub last_used_at: Option<DateTime<Utc>>,
     pub recent_sends: Vec<DateTime<Utc>>,
     pub now: DateTime<Utc>,
@@ -105,6 +159,21 @@ impl RobotReport {
             recent_sends: self.recent_sends.clone(),
         }
     }
+
+    /// A row that did not decode: its name (if that much reads) and why, so one odd row
+    /// costs only its own line of the report.
+    fn undecodable(row: &PgRow, error: &sqlx::Error) -> RobotReport {
+        let text = |column: &str| row.try_get::<String, _>(column).unwrap_or_default();
+        RobotReport {
+            webhook_name: text("webhook_name"),
+            destination: text("destination"),
+            webhook_url: text("webhook_url"),
+            is_active: row.try_get("is_active").unwrap_or(true),
+            unreadable: Some(format!("this row cannot be read as a robot: {error}")),
+            now: row.try_get("now").unwrap_or_else(|_| Utc::now()),
+            ..RobotReport::default()
+        }
+    }
 }
 
 impl PgStore {
@@ -113,8 +182,33 @@ impl PgStore {
         sqlx::query_as(DESTINATIONS).fetch_all(&self.pool).await
     }
 
-    /// Every robot with its state and recent sends.
+    /// Every robot with its state and recent sends; a row that does not decode is reported
+    /// with its reason instead of failing the whole report.
     pub async fn robot_reports(&self) -> sqlx::Result<Vec<RobotReport>> {
-        sqlx::query_as(ROBOTS).fetch_all(&self.pool).await
+        let longest_lookback = 2.0 * MAX_WINDOW.as_secs_f64() + 1.0;
+        let rows = sqlx::query(ROBOTS)
+            .bind(longest_lookback)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                RobotReport::from_row(row).unwrap_or_else(|e| RobotReport::undecodable(row, &e))
+            })
+            .collect())
+    }
+
+    /// What is wrong with the stored settings, one sentence each (empty when all is well, or
+    /// when the database predates the settings checks).
+    pub async fn settings_problems(&self) -> sqlx::Result<Vec<String>> {
+        let checked: bool = sqlx::query_scalar(HAS_SETTINGS_CHECKS)
+            .fetch_one(&self.pool)
+            .await?;
+        if !checked {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(SETTINGS_PROBLEMS)
+            .fetch_all(&self.pool)
+            .await
     }
 }
