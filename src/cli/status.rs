@@ -32,6 +32,8 @@ pub struct Status {
     pub now: DateTime<Utc>,
     /// Stored settings the worker or the reminders cannot use, one sentence each.
     pub settings_problems: Vec<String>,
+    /// Robots a replica skips because of its own configuration (e.g. WECOM_ALLOWED_HOSTS).
+    pub replica_notes: Vec<String>,
     pub destinations: Vec<DestinationStatus>,
 }
 
@@ -88,6 +90,10 @@ pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Sta
         .settings_problems()
         .await
         .unwrap_or_else(|e| vec![format!("wecom_settings could not be checked: {e}")]);
+    let replica_notes = store
+        .replica_notes()
+        .await
+        .unwrap_or_else(|e| vec![format!("wecom_replica_notes could not be read: {e}")]);
     // Each robot row carries its own clock reading; the latest is "now" for all of them, so
     // a robot that may send at its own reading shows as ready now rather than "next send at"
     // a moment in the past.
@@ -106,6 +112,7 @@ pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Sta
     Ok(Status {
         now,
         settings_problems,
+        replica_notes,
         destinations,
     })
 }
@@ -202,6 +209,9 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     for problem in &status.settings_problems {
         let _ = writeln!(out, "setting problem: {problem}");
+    }
+    for note in &status.replica_notes {
+        let _ = writeln!(out, "{note}");
     }
     if status.destinations.is_empty() {
         out.push_str("no robots and no messages yet: INSERT INTO wecom_webhooks … (see README)\n");

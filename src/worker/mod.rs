@@ -282,7 +282,10 @@ impl Worker {
             Ok((id, (robot_id, served))) => (id, robot_id, served),
             Err(e) => {
                 tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
-                state.busy.remove(&e.id());
+                if let Some(robot_id) = state.busy.remove(&e.id()) {
+                    self.hold_troubled(state, robot_id, format!("the robot's task failed: {e}"))
+                        .await;
+                }
                 return;
             }
         };

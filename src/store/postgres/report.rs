@@ -77,6 +77,17 @@ ORDER BY destination, w.webhook_name
 
 /// Whether this database has the settings checks (migration 0006); a database not yet
 /// migrated that far is shown without them.
+/// What running replicas said they skip, and why (their own configuration), newest first.
+/// A replica refreshes its notes while it runs; older ones belong to replicas long gone.
+const REPLICA_NOTES: &str = r#"
+SELECT format('replica %s skips robot %s: %s (%s s ago)', n.worker_id, w.webhook_name, n.note,
+              floor(extract(epoch FROM now() - n.noted_at))::bigint)
+FROM wecom_replica_notes n
+JOIN wecom_webhooks w ON w.id = n.robot_id
+WHERE n.noted_at > now() - interval '10 minutes'
+ORDER BY n.noted_at DESC, n.worker_id, w.webhook_name
+"#;
+
 const HAS_SETTINGS_CHECKS: &str = r#"
 SELECT to_regprocedure('wecom_setting_problem(text,text)') IS NOT NULL
    AND to_regprocedure('wecom_settings_conflict()') IS NOT NULL
@@ -208,6 +219,13 @@ impl PgStore {
             return Ok(Vec::new());
         }
         sqlx::query_scalar(SETTINGS_PROBLEMS)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// What replicas skip because of their own configuration, one sentence each.
+    pub async fn replica_notes(&self) -> sqlx::Result<Vec<String>> {
+        sqlx::query_scalar(REPLICA_NOTES)
             .fetch_all(&self.pool)
             .await
     }
