@@ -41,6 +41,19 @@ async fn as_a_person(db: &TestDatabase) -> PgConnection {
     PgConnection::connect(&db.url).await.expect("connect")
 }
 
+/// What the worker last said about robot `name` (its state's `last_error`).
+async fn robot_last_error(db: &TestDatabase, name: &str) -> String {
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT s.last_error FROM wecom_robot_state s JOIN wecom_webhooks w ON w.id = s.robot_id
+         WHERE w.webhook_name = $1",
+    )
+    .bind(name)
+    .fetch_one(db.store.pool())
+    .await
+    .expect("robot state")
+    .unwrap_or_default()
+}
+
 async fn person_err(conn: &mut PgConnection, sql: &str) -> String {
     match sqlx::raw_sql(sql).execute(&mut *conn).await {
         Ok(_) => panic!("expected an error from: {sql}"),
@@ -561,13 +574,7 @@ async fn a_robot_row_the_worker_cannot_read_waits_with_its_reason_and_the_rest_g
             .await,
         3
     );
-    let reason = cli_support::text(
-        &db,
-        "SELECT s.last_error FROM wecom_robot_state s JOIN wecom_webhooks w ON w.id = s.robot_id
-         WHERE w.webhook_name = 'bad_group'",
-    )
-    .await
-    .unwrap_or_default();
+    let reason = robot_last_error(&db, "bad_group").await;
     assert!(reason.contains("could not claim"), "{reason}");
     let status = Cli::new(&["status"]).db(&db).allow(&fake).output().await;
     status.ok();
@@ -636,13 +643,7 @@ async fn one_misconfigured_replica_and_one_bad_setting_leave_the_others_deliveri
             .await,
         2
     );
-    let reason = cli_support::text(
-        &db,
-        "SELECT s.last_error FROM wecom_robot_state s JOIN wecom_webhooks w ON w.id = s.robot_id
-         WHERE w.webhook_name = 'odd_group'",
-    )
-    .await
-    .unwrap_or_default();
+    let reason = robot_last_error(&db, "odd_group").await;
     assert!(reason.contains("Mars/Olympus"), "{reason}");
     status.ok();
     assert!(

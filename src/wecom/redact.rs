@@ -133,7 +133,8 @@ fn decode_fully(name: &str) -> String {
     current
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` sequences decoded (once); anything else, including a lone `%`, kept as it is.
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
