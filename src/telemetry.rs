@@ -54,31 +54,29 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     }
 }
 
-/// The error a command's output returns once stdout's reader has gone (a closed pipe): the
-/// command stops, cleans up as after any error, and `cli::main` exits quietly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StdoutClosed;
-
-impl fmt::Display for StdoutClosed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("stdout was closed by its reader")
-    }
+/// Why a command's output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Stdout's reader has gone (a closed pipe): the command stops, cleans up as after any
+    /// error, and `cli::main` exits quietly.
+    #[error("stdout was closed by its reader")]
+    StdoutClosed,
+    /// Any other failure (a full disk behind `>`).
+    #[error("cannot write to stdout: {0}")]
+    Io(#[source] std::io::Error),
 }
 
-impl std::error::Error for StdoutClosed {}
-
-/// Writes (and flushes) a command's output to stdout. A closed pipe is [`StdoutClosed`]; any
-/// other failure (a full disk behind `>`) is an error that says where the output was going.
-pub fn write_stdout(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
+/// Writes (and flushes) a command's output to stdout.
+pub fn write_stdout(args: fmt::Arguments<'_>) -> Result<(), OutputError> {
     let mut out = std::io::stdout().lock();
     match out.write_fmt(args).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
-        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(OutputError::StdoutClosed),
+        Err(e) => Err(OutputError::Io(e)),
     }
 }
 
-/// `print!` for a command's output, returning `anyhow::Result<()>` instead of panicking when
+/// `print!` for a command's output, returning `Result<(), OutputError>` instead of panicking when
 /// stdout is closed (see [`telemetry::write_stdout`](crate::telemetry::write_stdout)).
 #[macro_export]
 macro_rules! out {
@@ -87,7 +85,7 @@ macro_rules! out {
     };
 }
 
-/// `println!` for a command's output, returning `anyhow::Result<()>` instead of panicking when
+/// `println!` for a command's output, returning `Result<(), OutputError>` instead of panicking when
 /// stdout is closed (see [`telemetry::write_stdout`](crate::telemetry::write_stdout)).
 #[macro_export]
 macro_rules! outln {

@@ -19,6 +19,8 @@ pub struct TestDatabase {
     /// The URL of the test's own database.
     pub url: String,
     pub store: Store,
+    /// The store's own PostgreSQL pool (the worker's connections), for SQL the tests run.
+    pool: sqlx::PgPool,
     admin_url: String,
     name: String,
 }
@@ -60,12 +62,22 @@ impl TestDatabase {
         let _ = admin.close().await;
         let url = with_database(&admin_url, &name);
         let store = Store::connect_lazy(&url, 20).expect("test database URL");
+        let pool = store
+            .postgres_pool()
+            .expect("a PostgreSQL test database")
+            .clone();
         TestDatabase {
             url,
             store,
+            pool,
             admin_url,
             name,
         }
+    }
+
+    /// A pool on the test's database, connected as the worker connects.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
     }
 
     /// A migrated database.
@@ -85,7 +97,7 @@ impl TestDatabase {
                 .find(|m| m.version == *version)
                 .unwrap_or_else(|| panic!("no migration {version}"));
             sqlx::raw_sql(&migration.sql)
-                .execute(self.store.pool())
+                .execute(&self.pool)
                 .await
                 .unwrap_or_else(|e| panic!("migration {version} fails: {e}"));
         }
@@ -94,14 +106,14 @@ impl TestDatabase {
     /// Run SQL that must succeed (several statements allowed).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
-            .execute(self.store.pool())
+            .execute(&self.pool)
             .await
             .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"));
     }
 
     /// Run SQL that must fail; returns the error text.
     pub async fn exec_err(&self, sql: &str) -> String {
-        match sqlx::raw_sql(sql).execute(self.store.pool()).await {
+        match sqlx::raw_sql(sql).execute(&self.pool).await {
             Ok(_) => panic!("expected an error from: {sql}"),
             Err(e) => e.to_string(),
         }
@@ -110,7 +122,7 @@ impl TestDatabase {
     /// One number from a query such as `SELECT count(*) …`.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(self.store.pool())
+            .fetch_one(&self.pool)
             .await
             .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"))
     }
@@ -147,7 +159,7 @@ impl TestDatabase {
         .bind(pool)
         .bind(limit as i32)
         .bind(window.as_secs_f64())
-        .execute(self.store.pool())
+        .execute(&self.pool)
         .await
         .expect("insert robot");
     }
@@ -161,7 +173,7 @@ impl TestDatabase {
         .bind(destination)
         .bind(prefix)
         .bind(n)
-        .execute(self.store.pool())
+        .execute(&self.pool)
         .await
         .expect("enqueue");
     }
@@ -170,7 +182,7 @@ impl TestDatabase {
     pub async fn status_count(&self, status: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM wecom_outbox WHERE status = $1")
             .bind(status)
-            .fetch_one(self.store.pool())
+            .fetch_one(&self.pool)
             .await
             .expect("count by status")
     }
@@ -260,7 +272,7 @@ pub fn fast_config(worker_id: &str, standin: &Standin) -> WorkerConfig {
 /// A worker replica running in this process.
 pub struct Replica {
     pub shutdown: CancellationToken,
-    pub handle: JoinHandle<anyhow::Result<()>>,
+    pub handle: JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
 impl Replica {

@@ -371,7 +371,7 @@ async fn every_function_users_fire_or_call_runs_as_its_owner_with_a_fixed_search
            AND NOT (p.prosecdef AND p.proconfig = ARRAY['search_path=public, pg_temp'])
          ORDER BY 1",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .unwrap();
     assert!(
@@ -384,7 +384,7 @@ async fn every_function_users_fire_or_call_runs_as_its_owner_with_a_fixed_search
            AND has_function_privilege('public', p.oid, 'EXECUTE')
          ORDER BY 1",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .unwrap();
     assert_eq!(
@@ -426,7 +426,7 @@ async fn definer_functions_are_pinned_to_the_schema_migrate_ran_in() {
         "SELECT DISTINCT array_to_string(proconfig, ';') FROM pg_proc
          WHERE pronamespace = '\"WecomOps\"'::regnamespace AND prosecdef",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .unwrap();
     assert_eq!(pinned, [r#"search_path="WecomOps", pg_temp"#]);

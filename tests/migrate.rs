@@ -12,7 +12,8 @@ mod cli_support;
 use cli_support::Cli;
 use sqlx::Row;
 use std::time::Duration;
-use wecom_outbox::store::postgres::{AdoptionRefused, ADOPTED_COLUMNS};
+use wecom_outbox::store::postgres::ADOPTED_COLUMNS;
+use wecom_outbox::store::StoreError;
 use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
 
 /// The Phase-1 tables exactly as `contract/check.py` creates them (the school's migration 023
@@ -184,7 +185,7 @@ async fn schema_fingerprint(db: &TestDatabase) -> Vec<String> {
         ORDER BY 1
         "#,
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .expect("schema fingerprint")
 }
@@ -195,7 +196,7 @@ async fn column_type(db: &TestDatabase, table: &str, column: &str) -> String {
     )
     .bind(table)
     .bind(column)
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .unwrap_or_else(|e| panic!("{table}.{column}: {e}"))
 }
@@ -266,7 +267,7 @@ async fn migrate_adopts_phase1_tables_and_keeps_every_row() {
                 disabled_reason
          FROM wecom_webhooks WHERE webhook_name = 'admin_group'",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .expect("the Phase-1 robot is still there");
     assert_eq!(
@@ -354,27 +355,27 @@ async fn the_seeds_own_sql_works_unchanged_after_adoption() {
     );
 
     let all = sqlx::query("SELECT * FROM wecom_webhooks;")
-        .fetch_all(db.store.pool())
+        .fetch_all(db.pool())
         .await
         .expect("View all webhooks");
     assert_eq!(all.len(), 2);
 
     db.exec(SEED_APPSHEET_LOG_ROW).await;
     let recent = sqlx::query(SEED_VIEW_RECENT)
-        .fetch_all(db.store.pool())
+        .fetch_all(db.pool())
         .await
         .expect("View recent messages");
     assert_eq!(recent.len(), 1);
 
     let by_day = sqlx::query(SEED_COUNT_BY_DAY)
-        .fetch_all(db.store.pool())
+        .fetch_all(db.pool())
         .await
         .expect("Count messages by day");
     assert_eq!(by_day.len(), 1);
     assert_eq!(by_day[0].get::<i64, _>("count"), 1);
 
     let metrics = sqlx::query(SEED_SUCCESS_METRICS)
-        .fetch_all(db.store.pool())
+        .fetch_all(db.pool())
         .await
         .expect("success metrics");
     assert_eq!(metrics.len(), 1);
@@ -499,7 +500,7 @@ async fn the_workers_log_row_fits_the_phase1_column_types() {
         1
     );
     let metrics = sqlx::query(SEED_SUCCESS_METRICS)
-        .fetch_all(db.store.pool())
+        .fetch_all(db.pool())
         .await
         .expect("success metrics");
     assert_eq!(metrics.len(), 1);
@@ -700,10 +701,9 @@ async fn migrate_succeeds_once_the_dba_has_run_the_statements_its_refusal_gives(
     .await;
     refused(&db).await;
     let refusal = db.store.migrate().await.expect_err("refused");
-    let problems = &refusal
-        .downcast_ref::<AdoptionRefused>()
-        .expect("an AdoptionRefused")
-        .problems;
+    let StoreError::NotAdoptable { problems } = &refusal else {
+        panic!("expected NotAdoptable, got {refusal:?}");
+    };
     assert_eq!(problems.len(), 3, "{problems:#?}");
     for problem in problems {
         // Each problem ends with what to run: "…: ALTER TABLE … [(or …)]".

@@ -48,7 +48,7 @@ async fn robot_last_error(db: &TestDatabase, name: &str) -> String {
          WHERE w.webhook_name = $1",
     )
     .bind(name)
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .expect("robot state")
     .unwrap_or_default()

@@ -54,7 +54,7 @@ async fn payload_accepted(db: &TestDatabase, payload: Value) {
 
 async fn stored_payload(db: &TestDatabase) -> Value {
     sqlx::query_scalar("SELECT payload FROM wecom_outbox")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.pool())
         .await
         .expect("one stored row")
 }

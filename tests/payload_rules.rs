@@ -95,7 +95,7 @@ async fn insert_disagrees(db: &TestDatabase, case: &Case) -> Option<String> {
     let result =
         sqlx::query("INSERT INTO wecom_outbox (webhook_name, payload) VALUES ('parent_group', $1)")
             .bind(sqlx::types::Json(&case.payload))
-            .execute(db.store.pool())
+            .execute(db.pool())
             .await;
     let stored = db.count("SELECT count(*) FROM wecom_outbox").await - before;
     match (&case.refused, result) {

@@ -131,7 +131,7 @@ async fn very_long_names_are_cut_on_a_character_boundary_and_the_row_is_valid() 
         "SELECT payload #>> '{news,articles,0,title}', payload #>> '{news,articles,0,description}'
          FROM wecom_outbox",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .unwrap();
     assert!(title.len() <= 128 && title.ends_with('…'), "{title}");
@@ -218,7 +218,7 @@ async fn routing_by_language_sends_each_family_to_its_group() {
     db.exec("DELETE FROM wecom_outbox").await;
     setting(&db, "reminder_route_fallback", "skip").await;
     assert_eq!(enqueue(&db).await, 2, "skip: no route, no message");
-    let plan = reminders::preview(db.store.pool(), None).await.unwrap();
+    let plan = db.store.reminder_plan(None).await.unwrap();
     let skipped = plan
         .reminders
         .iter()
@@ -261,7 +261,7 @@ async fn a_destination_without_a_robot_skips_its_rows_instead_of_failing() {
     db.exec(SCHOOL).await;
     enrollment(&db, 1, "Emily Wong", 2).await;
     assert_eq!(enqueue(&db).await, 0);
-    let plan = reminders::preview(db.store.pool(), None).await.unwrap();
+    let plan = db.store.reminder_plan(None).await.unwrap();
     assert_eq!(plan.reminders.len(), 1);
     assert!(plan.reminders[0]
         .problem
@@ -284,7 +284,7 @@ async fn news_with_a_payment_link_when_one_is_configured() {
         "SELECT payload ->> 'msgtype', payload #>> '{news,articles,0,url}',
                 payload #>> '{news,articles,0,title}' FROM wecom_outbox",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .unwrap();
     assert_eq!(msgtype, "news");
@@ -298,7 +298,7 @@ async fn preview_shows_what_enqueue_then_enqueues() {
     enrollment(&db, 1, "陈小明", 0).await;
     enrollment(&db, 2, "Emily Wong", 6).await;
     enrollment(&db, 3, "Out Of Range", 12).await;
-    let plan = reminders::preview(db.store.pool(), None).await.unwrap();
+    let plan = db.store.reminder_plan(None).await.unwrap();
     assert_eq!(plan.zone, "Asia/Hong_Kong");
     assert_eq!(
         plan.reminders.iter().filter(|r| r.would_enqueue()).count(),
@@ -311,7 +311,7 @@ async fn preview_shows_what_enqueue_then_enqueues() {
     );
     let text = reminders::as_parent_reads(plan.reminders[0].payload.as_ref().unwrap());
 
-    let report = reminders::enqueue(db.store.pool(), None).await.unwrap();
+    let report = db.store.enqueue_reminders(None).await.unwrap();
     assert_eq!(report.enqueued, 2);
     assert_eq!(report.per_destination.get("parent_group"), Some(&2));
     assert_eq!(
@@ -320,9 +320,9 @@ async fn preview_shows_what_enqueue_then_enqueues() {
         "the preview is the message"
     );
 
-    let again = reminders::preview(db.store.pool(), None).await.unwrap();
+    let again = db.store.reminder_plan(None).await.unwrap();
     assert!(again.reminders.iter().all(|r| r.already_enqueued));
-    let report = reminders::enqueue(db.store.pool(), None).await.unwrap();
+    let report = db.store.enqueue_reminders(None).await.unwrap();
     assert_eq!(report.enqueued, 0);
     assert!(report.per_destination.is_empty());
 }
@@ -348,7 +348,7 @@ async fn the_generic_trigger_enqueues_a_template_rendered_from_any_row() {
     let (dest, kind, enrollment, content): (String, String, i64, String) = sqlx::query_as(
         "SELECT webhook_name, message_type, enrollment_id, payload #>> '{text,content}' FROM wecom_outbox",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .unwrap();
     assert_eq!(
@@ -436,7 +436,7 @@ async fn the_success_metrics_views_count_days_students_and_conversions() {
     let per_day: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT reminders_sent, unique_students FROM wecom_reminders_per_day ORDER BY date",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .unwrap();
     assert_eq!(per_day, vec![(2, 2), (1, 1)]);
@@ -444,7 +444,7 @@ async fn the_success_metrics_views_count_days_students_and_conversions() {
         "SELECT enrollments_reminded, renewed_within_window, conversion_percent::float8
          FROM wecom_renewal_conversion",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .unwrap();
     assert_eq!((reminded, renewed, percent), (2, 1, 50.0));
@@ -475,7 +475,7 @@ async fn the_example_school_loads_twice_and_its_reminders_and_triggers_work() {
     );
     robot(&db, "parent_group").await;
 
-    let plan = reminders::preview(db.store.pool(), None).await.unwrap();
+    let plan = db.store.reminder_plan(None).await.unwrap();
     let mut ids: Vec<&str> = plan
         .reminders
         .iter()

@@ -90,7 +90,7 @@ async fn every_zone_the_database_accepts_is_one_the_worker_can_read() {
         "SELECT name FROM pg_timezone_names
          WHERE name !~ '^(posix|right)/' AND name NOT IN ('localtime', 'posixrules', 'Factory')",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .expect("zone names");
     assert!(names.len() > 300, "only {} zones", names.len());

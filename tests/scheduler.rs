@@ -128,7 +128,7 @@ async fn the_sql_runner_records_the_day_once_and_a_failure_is_recorded_without_r
         .await;
     let (status, error): (String, String) =
         sqlx::query_as("SELECT status, error FROM wecom_daily_runs")
-            .fetch_one(db.store.pool())
+            .fetch_one(db.pool())
             .await
             .unwrap();
     assert_eq!(status, "failed");
@@ -175,7 +175,7 @@ async fn the_sql_rule_agrees_with_the_rust_rule() {
         let now: DateTime<Utc> = instant.parse().unwrap();
         let sql: Option<NaiveDate> = sqlx::query_scalar("SELECT wecom_daily_reminders_due($1)")
             .bind(now)
-            .fetch_one(db.store.pool())
+            .fetch_one(db.pool())
             .await
             .unwrap();
         assert_eq!(sql, due_date(now, &schedule, &history), "at {instant}");

@@ -30,7 +30,7 @@ async fn set_err(db: &TestDatabase, name: &str, value: &str) -> String {
 async fn value(db: &TestDatabase, name: &str) -> String {
     sqlx::query_scalar("SELECT value FROM wecom_settings WHERE name = $1")
         .bind(name)
-        .fetch_one(db.store.pool())
+        .fetch_one(db.pool())
         .await
         .unwrap_or_else(|e| panic!("setting {name}: {e}"))
 }
@@ -163,7 +163,7 @@ async fn every_run_time_the_database_accepts_is_one_the_worker_can_read() {
                 let stored = sqlx::raw_sql(&format!(
                     "UPDATE wecom_settings SET value = '{text}' WHERE name = 'reminder_run_time'"
                 ))
-                .execute(db.store.pool())
+                .execute(db.pool())
                 .await
                 .is_ok();
                 let readable = parse_run_time(&text).is_some();

@@ -37,7 +37,7 @@ async fn migrated_before_the_checks() -> TestDatabase {
         ..Migrator::DEFAULT
     };
     earlier
-        .run(db.store.pool())
+        .run(db.pool())
         .await
         .expect("the migrations before the checks");
     db

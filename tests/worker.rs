@@ -180,7 +180,7 @@ async fn transient_errors_back_off_then_fail_with_one_log_row() {
         1
     );
     let error: String = sqlx::query_scalar("SELECT error_message FROM wecom_message_log")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.pool())
         .await
         .unwrap();
     assert!(
@@ -277,7 +277,7 @@ async fn robot_gone_is_disabled_and_the_pool_delivers_its_rows() {
     let reason: Option<String> = sqlx::query_scalar(
         "SELECT disabled_reason FROM wecom_webhooks WHERE webhook_name = 'gone' AND NOT is_active",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(db.pool())
     .await
     .unwrap();
     assert!(reason.unwrap().contains("93000"));
@@ -335,7 +335,7 @@ async fn a_robot_outside_the_allowed_hosts_is_skipped_by_the_replica_and_stays_a
     )
     .await;
     let note: String = sqlx::query_scalar("SELECT note FROM wecom_replica_notes")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.pool())
         .await
         .unwrap();
     replica.stop().await;

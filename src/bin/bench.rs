@@ -86,7 +86,7 @@ async fn robots(
     .bind(window_secs)
     .bind(n)
     .bind(pooled)
-    .execute(db.store.pool())
+    .execute(db.pool())
     .await
     .expect("robots");
 }
@@ -99,7 +99,7 @@ async fn spread(db: &TestDatabase, n: i64, robots: i64) {
     )
     .bind(n)
     .bind(robots)
-    .execute(db.store.pool())
+    .execute(db.pool())
     .await
     .expect("enqueue");
 }
@@ -219,7 +219,7 @@ async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
     robots(&db, &fake, r, limit, window, true).await;
     sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) SELECT 'pool', 'm ' || i FROM generate_series(1, $1) i")
         .bind(k)
-        .execute(db.store.pool())
+        .execute(db.pool())
         .await?;
     let started = Instant::now();
     let replicas: Vec<Replica> = (0..3)
@@ -261,7 +261,7 @@ async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
     for i in 0..n {
         sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('r0', $1)")
             .bind(format!("latency {i}"))
-            .execute(db.store.pool())
+            .execute(db.pool())
             .await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -275,7 +275,7 @@ async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
     let ms: Vec<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await?;
     let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
     Ok(json!({"scenario": "latency", "messages": n, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
@@ -308,7 +308,7 @@ async fn backlog(size: Size) -> anyhow::Result<serde_json::Value> {
                    AND not_before <= now() AND (expires_at IS NULL OR expires_at > now())
                  ORDER BY priority DESC, created_at LIMIT 100 FOR UPDATE SKIP LOCKED",
             )
-            .fetch_all(db.store.pool())
+            .fetch_all(db.pool())
             .await?;
             result["claim_plan"] = json!(plan);
         }

@@ -1,6 +1,5 @@
 //! `enqueue-reminders`: run the daily fee-reminder function by hand and say what it did.
 
-use crate::reminders;
 use crate::store::Store;
 use chrono::NaiveDate;
 use std::process::ExitCode;
@@ -23,7 +22,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.db.url()?).await?;
     store.check_schema().await?;
-    let report = reminders::enqueue(store.pool(), args.date)
+    let report = store
+        .enqueue_reminders(args.date)
         .await
         .map_err(|e| anyhow::anyhow!("wecom_enqueue_fee_reminders failed: {e}"))?;
     let plan = &report.plan;

@@ -12,7 +12,7 @@ mod run;
 mod send_test;
 mod status;
 
-use crate::telemetry::StdoutClosed;
+use crate::telemetry::OutputError;
 use crate::wecom::redact::redact;
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -100,7 +100,12 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::from(STDOUT_CLOSED),
+        Err(e)
+            if e.chain()
+                .any(|c| matches!(c.downcast_ref(), Some(OutputError::StdoutClosed))) =>
+        {
+            ExitCode::from(STDOUT_CLOSED)
+        }
         Err(e) => {
             let text = format!("error: {}", describe_error(&e));
             // Not eprintln!: a closed stderr must not turn an error into a panic.

@@ -24,7 +24,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.db.url()?).await?;
     store.check_schema().await?;
-    let plan = reminders::preview(store.pool(), args.date)
+    let plan = store
+        .reminder_plan(args.date)
         .await
         .map_err(|e| anyhow::anyhow!("wecom_fee_reminders_due failed: {e}"))?;
     crate::out!("{}", render(&plan))?;

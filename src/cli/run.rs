@@ -64,8 +64,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::connect_lazy(args.db.url()?, args.max_connections)?;
     if let Err(e) = store.check_schema().await {
         // A missing schema is fatal; an unreachable database is waited for by the loop.
-        if e.downcast_ref::<sqlx::Error>().is_none() {
-            return Err(e);
+        if !e.is_transient() {
+            return Err(e.into());
         }
         tracing::warn!(error = %e, "database not reachable yet; waiting for it");
     }

@@ -66,7 +66,7 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> anyhow::Resul
     };
     // From here on every way out (a closed stdout included) goes through place.remove().
     let result = match crate::outln!("Database: {}", place.describe()) {
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
         Ok(()) if stop.is_cancelled() => Ok(Ending::Interrupted),
         Ok(()) => show(place.url(), &options, &stop).await,
     };
@@ -90,7 +90,7 @@ async fn show(
     load_school(&store).await?;
 
     let standin = start_standin(options.window).await?;
-    school::add_robots(store.pool(), &standin, options.window).await?;
+    school::add_robots(postgres(&store)?, &standin, options.window).await?;
     crate::outln!(
         "Fake WeCom on {} (WeCom's limit: {} messages per robot per window; window shortened to {:?}).",
         standin.local_addr(),
@@ -115,7 +115,7 @@ async fn show(
 
     crate::outln!("\nAs a parent reads them in WeChat:")?;
     crate::out!("{}", report::parent_view(&standin, 3))?;
-    let summary = Summary::read(store.pool(), &standin, taken, options.window).await?;
+    let summary = Summary::read(postgres(&store)?, &standin, taken, options.window).await?;
     crate::outln!()?;
     crate::out!("{}", summary.render())?;
     standin.shutdown().await;
@@ -124,6 +124,13 @@ async fn show(
 
 /// The example school: its tables, the view the reminder function reads, and a few dozen
 /// enrollments. The file is written for psql; its `\` meta-commands are left out here.
+/// The demo's example school is PostgreSQL SQL (`sql/example_school.sql`).
+fn postgres(store: &Store) -> anyhow::Result<&sqlx::PgPool> {
+    store
+        .postgres_pool()
+        .ok_or_else(|| anyhow::anyhow!("the demo's example school runs on PostgreSQL"))
+}
+
 async fn load_school(store: &Store) -> anyhow::Result<()> {
     let sql: String = SCHOOL_SQL
         .lines()
@@ -131,7 +138,7 @@ async fn load_school(store: &Store) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join("\n");
     sqlx::raw_sql(&sql)
-        .execute(store.pool())
+        .execute(postgres(store)?)
         .await
         .map_err(|e| anyhow::anyhow!("loading sql/example_school.sql failed: {e}"))?;
     crate::outln!("Loaded the example school (sql/example_school.sql: students, tutors, enrollments, payments).")?;
@@ -152,7 +159,7 @@ async fn start_standin(window: Duration) -> anyhow::Result<Standin> {
 
 /// The day's messages: reminders from SQL, AppSheet-style rows, and the tutors' lists.
 async fn enqueue(store: &Store, extra: u32) -> anyhow::Result<()> {
-    let pool = store.pool();
+    let pool = postgres(store)?;
     let reminders = school::enqueue_reminders(pool).await?;
     crate::outln!("Enqueued {reminders} fee reminders: SELECT wecom_enqueue_fee_reminders().")?;
     let rows = school::enqueue_appsheet_rows(pool, extra).await?;
@@ -173,7 +180,7 @@ async fn drain(
     let started = Instant::now();
     let mut next_line = started;
     loop {
-        let progress = Progress::read(store.pool()).await?;
+        let progress = Progress::read(postgres(store)?).await?;
         let rejected = standin.stats().rejected_45009;
         if progress.done() || Instant::now() >= next_line {
             crate::outln!("{}", progress.line(started.elapsed(), rejected))?;
@@ -208,7 +215,7 @@ fn last_arrival(standin: &Standin, started: Instant) -> Duration {
 /// would have.
 struct Replicas {
     shutdown: CancellationToken,
-    handles: Vec<JoinHandle<anyhow::Result<()>>>,
+    handles: Vec<JoinHandle<Result<(), crate::store::StoreError>>>,
 }
 
 impl Replicas {

@@ -6,9 +6,9 @@
 //! as soon as one is back.
 
 use super::schedule::{self, History, Schedule};
-use chrono::{DateTime, NaiveDate, Utc};
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sqlx::PgPool;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -17,65 +17,40 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// After an error (e.g. migrations not applied yet), look again only this much later.
 const CHECK_AFTER_ERROR: Duration = Duration::from_secs(60);
 
-const STATE: &str = r#"
-SELECT wecom_setting('default_timezone', 'Asia/Hong_Kong') AS zone,
-       wecom_setting('reminder_run_time', '09:00') AS run_time,
-       to_regclass('active_enrollments_needing_renewal') IS NOT NULL AS has_view,
-       (SELECT max(local_date) FROM wecom_daily_runs
-         WHERE job = 'fee_reminders' AND status = 'done') AS last_done,
-       f.local_date AS failed_day,
-       f.finished_at AS failed_at
-FROM (SELECT 1) one
-LEFT JOIN LATERAL (
-    SELECT local_date, finished_at FROM wecom_daily_runs
-    WHERE job = 'fee_reminders' AND status = 'failed'
-    ORDER BY local_date DESC LIMIT 1
-) f ON true
-"#;
-
-/// The schedule and the run record as the database has them.
-#[derive(Debug, sqlx::FromRow)]
-struct StateRow {
-    zone: String,
-    run_time: String,
-    has_view: bool,
-    last_done: Option<NaiveDate>,
-    failed_day: Option<NaiveDate>,
-    failed_at: Option<DateTime<Utc>>,
+/// Why the daily run cannot be planned.
+#[derive(Debug, thiserror::Error)]
+enum DailyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// The schedule to follow (None: the run is off, or there is no view to read) and the history.
-async fn load(pool: &PgPool) -> anyhow::Result<(Option<Schedule>, History)> {
-    let row: StateRow = sqlx::query_as(STATE).fetch_one(pool).await?;
+async fn load(store: &Store) -> Result<(Option<Schedule>, History), DailyError> {
+    let row = store.daily_state().await?;
     let history = History {
         last_done: row.last_done,
         last_failure: row.failed_day.zip(row.failed_at),
     };
     let zone: Tz = row.zone.parse().map_err(|_| {
-        anyhow::anyhow!(
+        DailyError::Setting(format!(
             "wecom_settings.default_timezone {:?} is not an IANA zone",
             row.zone
-        )
+        ))
     })?;
     let at = match schedule::parse_run_time(&row.run_time) {
         Some(at) => at,
         None if row.run_time.trim().eq_ignore_ascii_case("off") => return Ok((None, history)),
-        None => anyhow::bail!(
-            "wecom_settings.reminder_run_time {:?} is not a time like 09:00 (or off)",
-            row.run_time
-        ),
+        None => {
+            return Err(DailyError::Setting(format!(
+                "wecom_settings.reminder_run_time {:?} is not a time like 09:00 (or off)",
+                row.run_time
+            )))
+        }
     };
     let schedule = row.has_view.then_some(Schedule { zone, at });
     Ok((schedule, history))
-}
-
-/// Run today's reminders now if nobody has (`None`: not due in SQL's eyes, or another runner
-/// holds the lock); returns how many were enqueued.
-pub async fn run_now(pool: &PgPool, runner: &str) -> sqlx::Result<Option<i32>> {
-    sqlx::query_scalar("SELECT wecom_run_daily_reminders($1)")
-        .bind(runner)
-        .fetch_one(pool)
-        .await
 }
 
 /// One replica's view of the daily run: when to look at the database again and when the next
@@ -91,10 +66,10 @@ impl DailyScheduler {
     /// when the worker should wake for the next run (never sooner than the next check), or
     /// `None` when no run is scheduled. Errors are logged, never returned: a problem with the
     /// reminders must not stop delivery.
-    pub async fn poll(&mut self, pool: &PgPool, runner: &str) -> Option<Instant> {
+    pub async fn poll(&mut self, store: &Store, runner: &str) -> Option<Instant> {
         let now = Instant::now();
         if self.next_check.is_none_or(|at| now >= at) {
-            let (next_run, wait) = match check(pool, runner).await {
+            let (next_run, wait) = match check(store, runner).await {
                 Ok(next_run) => (next_run, CHECK_EVERY),
                 Err(e) => {
                     tracing::warn!(error = %e, "daily fee reminders: cannot check the schedule");
@@ -111,13 +86,13 @@ impl DailyScheduler {
 }
 
 /// Look at the schedule, run the day if due; returns when the next run is due.
-async fn check(pool: &PgPool, runner: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let (Some(schedule), mut history) = load(pool).await? else {
+async fn check(store: &Store, runner: &str) -> Result<Option<DateTime<Utc>>, DailyError> {
+    let (Some(schedule), mut history) = load(store).await? else {
         return Ok(None);
     };
     let now = Utc::now();
     if let Some(day) = schedule::due_date(now, &schedule, &history) {
-        match run_now(pool, runner).await? {
+        match store.run_daily_reminders(runner).await? {
             Some(n) => {
                 tracing::info!(%day, enqueued = n, "daily fee reminders run");
                 history.last_done = Some(day);

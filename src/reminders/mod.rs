@@ -1,6 +1,6 @@
-//! Daily fee-renewal reminders: what the day calls for (`preview`), enqueuing it by hand
-//! (`enqueue`), and the once-a-day run the worker drives (`daily`, with its rule in
-//! `schedule`).
+//! Daily fee-renewal reminders: what the day calls for (`Store::reminder_plan`), enqueuing it
+//! by hand (`Store::enqueue_reminders`), and the once-a-day run the worker drives (`daily`,
+//! with its rule in `schedule`).
 //!
 //! The reminders themselves are SQL (migration 0004): `wecom_fee_reminders_due` reads the
 //! school's view `active_enrollments_needing_renewal`, renders the templates in
@@ -13,7 +13,6 @@ pub mod schedule;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::BTreeMap;
 
 /// One reminder the day calls for, rendered, as `wecom_fee_reminders_due` returns it.
@@ -63,39 +62,6 @@ pub struct DayPlan {
     pub reminders: Vec<DueReminder>,
 }
 
-/// The day `date` (default: today in the configured zone) and the zone.
-async fn resolve_day(
-    conn: &mut sqlx::PgConnection,
-    date: Option<NaiveDate>,
-) -> sqlx::Result<(NaiveDate, String)> {
-    sqlx::query_as(
-        "SELECT coalesce($1, (now() AT TIME ZONE wecom_setting('default_timezone', 'Asia/Hong_Kong'))::date),
-                wecom_setting('default_timezone', 'Asia/Hong_Kong')",
-    )
-    .bind(date)
-    .fetch_one(conn)
-    .await
-}
-
-async fn due(conn: &mut sqlx::PgConnection, date: NaiveDate) -> sqlx::Result<Vec<DueReminder>> {
-    sqlx::query_as("SELECT * FROM wecom_fee_reminders_due($1)")
-        .bind(date)
-        .fetch_all(conn)
-        .await
-}
-
-/// Every reminder `date` calls for, rendered, without enqueuing anything.
-pub async fn preview(pool: &PgPool, date: Option<NaiveDate>) -> sqlx::Result<DayPlan> {
-    let mut conn = pool.acquire().await?;
-    let (date, zone) = resolve_day(&mut conn, date).await?;
-    let reminders = due(&mut conn, date).await?;
-    Ok(DayPlan {
-        date,
-        zone,
-        reminders,
-    })
-}
-
 /// What `enqueue` did.
 #[derive(Debug, Clone)]
 pub struct EnqueueReport {
@@ -107,35 +73,20 @@ pub struct EnqueueReport {
     pub per_destination: BTreeMap<String, i64>,
 }
 
-/// Enqueue `date`'s reminders (the same function the daily run calls) and say what happened.
-pub async fn enqueue(pool: &PgPool, date: Option<NaiveDate>) -> sqlx::Result<EnqueueReport> {
-    let mut tx = pool.begin().await?;
-    let (date, zone) = resolve_day(&mut tx, date).await?;
-    let reminders = due(&mut tx, date).await?;
-    let enqueued: i32 = sqlx::query_scalar("SELECT wecom_enqueue_fee_reminders($1)")
-        .bind(date)
-        .fetch_one(&mut *tx)
-        .await?;
-    // Rows this transaction inserted carry its start time, now().
-    let keys: Vec<&str> = reminders.iter().map(|r| r.dedupe_key.as_str()).collect();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT webhook_name, count(*) FROM wecom_outbox
-         WHERE dedupe_key = ANY($1) AND created_at = now()
-         GROUP BY webhook_name ORDER BY webhook_name",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(EnqueueReport {
-        plan: DayPlan {
-            date,
-            zone,
-            reminders,
-        },
-        enqueued: enqueued.into(),
-        per_destination: rows.into_iter().collect(),
-    })
+/// The daily run's settings and record as stored, for [`daily`] to apply its rule to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DailyState {
+    /// `wecom_settings.default_timezone`.
+    pub zone: String,
+    /// `wecom_settings.reminder_run_time` (`HH:MM`, or `off`).
+    pub run_time: String,
+    /// Whether the school's view `active_enrollments_needing_renewal` exists.
+    pub has_view: bool,
+    /// The last local day whose run is done.
+    pub last_done: Option<NaiveDate>,
+    /// The latest failed run: its day and when it failed.
+    pub failed_day: Option<NaiveDate>,
+    pub failed_at: Option<DateTime<Utc>>,
 }
 
 /// A WeCom body as a parent reads it in the group: the text, or a news card's title,

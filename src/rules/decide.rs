@@ -4,6 +4,7 @@
 
 use super::rate_limit::RateLimit;
 use super::send_window::SendWindow;
+use crate::rules::ConfigError;
 use chrono::{DateTime, NaiveTime, Utc};
 use std::time::Duration;
 
@@ -54,14 +55,14 @@ const NEVER_RECHECK: chrono::Duration = chrono::Duration::hours(1);
 impl RobotSnapshot {
     /// The robot's limit, or why its row cannot give one (stored before the schema refused
     /// such rows): the worker skips the robot with this reason and `status` shows it.
-    pub fn rate(&self) -> Result<RateLimit, String> {
+    pub fn rate(&self) -> Result<RateLimit, ConfigError> {
         RateLimit::from_config(self.rate_limit, self.rate_window)
     }
 
     /// The robot's send window in its zone, or why its row cannot give one (a window that
     /// starts when it ends, an empty `send_days`, a zone that is not an IANA name — its own
     /// or the deployment's default): the worker skips the robot with this reason.
-    pub fn send_window(&self) -> Result<SendWindow, String> {
+    pub fn send_window(&self) -> Result<SendWindow, ConfigError> {
         SendWindow::from_config(
             self.send_window_start,
             self.send_window_end,
@@ -78,7 +79,7 @@ pub fn decide(robot: &RobotSnapshot, now: DateTime<Utc>, max_batch: u32) -> Deci
         (Ok(rate), Ok(window)) => (rate, window),
         (Err(reason), _) | (_, Err(reason)) => {
             return Decision::Unusable {
-                reason,
+                reason: reason.0,
                 recheck_at: now + NEVER_RECHECK,
             }
         }

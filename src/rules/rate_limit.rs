@@ -6,6 +6,7 @@
 //! guard on top of the window absorbs the rest (clock granularity, the stand-in's strict `<`),
 //! so a server that counts arrivals exactly never has to answer 45009.
 
+use crate::rules::ConfigError;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -33,21 +34,21 @@ impl RateLimit {
     /// The limit a robot's `rate_limit` / `rate_window` describe, or why they cannot (a row
     /// stored before the schema refused it). A window that is not a positive length of time
     /// arrives here as zero.
-    pub fn from_config(limit: i32, window: Duration) -> Result<RateLimit, String> {
+    pub fn from_config(limit: i32, window: Duration) -> Result<RateLimit, ConfigError> {
         let limit = u32::try_from(limit)
             .ok()
             .filter(|l| *l >= 1)
             .ok_or_else(|| format!("rate_limit {limit} cannot send anything: give 1 or more"))?;
         if window.is_zero() {
-            return Err(
-                "rate_window is not a positive length of time: give one such as 60 seconds".into(),
-            );
+            return Err(ConfigError::from(
+                "rate_window is not a positive length of time: give one such as 60 seconds",
+            ));
         }
         if window > MAX_WINDOW {
-            return Err(format!(
+            return Err(ConfigError::from(format!(
                 "rate_window of {} days is longer than 366 days: give a window of at most a year",
                 window.as_secs() / 86_400
-            ));
+            )));
         }
         Ok(RateLimit { limit, window })
     }

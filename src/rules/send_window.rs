@@ -11,6 +11,7 @@
 //! are written; older rows may still hold them): a window that starts when it ends, an empty
 //! or out-of-range `send_days`, a zone that is not an IANA name.
 
+use crate::rules::ConfigError;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
@@ -37,7 +38,7 @@ impl SendWindow {
         days: Option<&[i32]>,
         zone: Option<&str>,
         default_zone: &str,
-    ) -> Result<SendWindow, String> {
+    ) -> Result<SendWindow, ConfigError> {
         Ok(SendWindow {
             hours: hours_of(start, end)?,
             days: days.map(iso_weekdays).transpose()?,
@@ -302,7 +303,7 @@ mod tests {
         days: Option<&[i32]>,
         zone: Option<&str>,
         default_zone: &str,
-    ) -> Result<SendWindow, String> {
+    ) -> Result<SendWindow, ConfigError> {
         SendWindow::from_config(
             hours.map(|(s, _)| hm(s)),
             hours.map(|(_, e)| hm(e)),

@@ -1,13 +1,18 @@
-//! Everything the worker and the CLI ask of the database, one module per backend.
-//! The SQL lives in the backend's module and in `migrations/<backend>/`, nowhere else;
-//! the rules it needs to apply mid-transaction are handed in as plain functions.
+//! Everything the worker, the CLI and the reminders ask of the database: one interface
+//! ([`Store`]), one module per backend behind it. The SQL lives in the backend's module and in
+//! `migrations/<backend>/`, nowhere else; the rules a backend applies mid-transaction are
+//! handed in as plain functions, so both backends obey the same Rust rules.
 
+mod error;
+mod interface;
 pub mod postgres;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use postgres::PgStore as Store;
+pub use error::{Result, StoreError};
+pub use interface::{Store, Wakeups};
+pub use postgres::{DestinationCounts, NamedRobot, RobotReport};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.
 #[derive(Debug, Clone)]

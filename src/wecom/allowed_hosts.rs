@@ -2,6 +2,7 @@
 //! can write; only hosts named in `WECOM_ALLOWED_HOSTS` are ever called, and plain `http://`
 //! only on loopback, so a key never crosses a network in clear text.
 
+use crate::rules::ConfigError;
 use reqwest::Url;
 
 /// The default: WeCom itself.
@@ -18,7 +19,7 @@ pub struct AllowedHosts {
 
 impl AllowedHosts {
     /// Parse a comma-separated list; an entry that is not `host` or `host:port` is an error.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, ConfigError> {
         let mut entries = Vec::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (host, port) = match item.rsplit_once(':') {
@@ -33,20 +34,22 @@ impl AllowedHosts {
                 None => (item, None),
             };
             if host.is_empty() || host.contains('/') {
-                return Err(format!(
+                return Err(ConfigError::from(format!(
                     "WECOM_ALLOWED_HOSTS: {item:?} is not a host or host:port"
-                ));
+                )));
             }
             entries.push((host.to_ascii_lowercase(), port));
         }
         if entries.is_empty() {
-            return Err("WECOM_ALLOWED_HOSTS is empty: name at least one host".into());
+            return Err(ConfigError::from(
+                "WECOM_ALLOWED_HOSTS is empty: name at least one host",
+            ));
         }
         Ok(AllowedHosts { entries })
     }
 
     /// `Ok` if the worker may POST to `url`; otherwise why not (never including the key).
-    pub fn check(&self, url: &str) -> Result<(), String> {
+    pub fn check(&self, url: &str) -> Result<(), ConfigError> {
         let parsed = Url::parse(url).map_err(|_| "webhook_url is not a valid URL".to_string())?;
         let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
         let port = parsed.port_or_known_default();
@@ -54,11 +57,15 @@ impl AllowedHosts {
             "https" => {}
             "http" if is_loopback(&host) => {}
             "http" => {
-                return Err(format!(
+                return Err(ConfigError::from(format!(
                     "plain http:// to {host} would send the key in clear text; use https://"
-                ))
+                )))
             }
-            other => return Err(format!("webhook_url scheme {other:?} is not http(s)")),
+            other => {
+                return Err(ConfigError::from(format!(
+                    "webhook_url scheme {other:?} is not http(s)"
+                )))
+            }
         }
         let allowed = self
             .entries
@@ -71,7 +78,9 @@ impl AllowedHosts {
                 Some(p) => format!("{host}:{p}"),
                 None => host,
             };
-            Err(format!("host {shown} is not in WECOM_ALLOWED_HOSTS"))
+            Err(ConfigError::from(format!(
+                "host {shown} is not in WECOM_ALLOWED_HOSTS"
+            )))
         }
     }
 }

@@ -23,7 +23,7 @@ struct Answer {
 impl WeComClient {
     /// A client whose every request gives up after `timeout`. Redirects are not followed:
     /// a redirect would carry the key to a host nobody allowed.
-    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))

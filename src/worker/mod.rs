@@ -5,13 +5,12 @@ mod recorder;
 mod robot;
 
 use crate::rules::retry::RetryPolicy;
-use crate::store::Store;
+use crate::store::{Store, StoreError, Wakeups};
 use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use robot::Served;
-use sqlx::postgres::PgListener;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +82,7 @@ pub async fn run(
     client: WeComClient,
     config: WorkerConfig,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let abandon = CancellationToken::new();
     let recorder = recorder::Recorder::start(store.clone());
     if let Err(e) = store.forget_replica_notes(&config.worker_id).await {
@@ -120,7 +119,7 @@ struct LoopState {
     /// Robots this replica leaves alone for a while: it may not serve them, or claiming for
     /// them failed. One bad robot never spins the loop.
     held: HashMap<i32, Held>,
-    listener: Option<PgListener>,
+    wakeups: Option<Wakeups>,
     last_housekeeping: Option<Instant>,
     db_failures: usize,
     /// The once-a-day fee-reminder run (it queries the database at most every few seconds).
@@ -144,15 +143,15 @@ impl Worker {
                 state.db_failures += 1;
                 let delay = db_backoff(state.db_failures);
                 tracing::warn!(error = %e, retry_in = ?delay, "database unavailable; nothing is lost, retrying");
-                state.listener = None;
+                state.wakeups = None;
                 Instant::now() + delay
             }
         }
     }
 
-    async fn try_tick(self: &Arc<Self>, state: &mut LoopState) -> sqlx::Result<Instant> {
-        if state.listener.is_none() {
-            state.listener = Some(self.store.listen().await?);
+    async fn try_tick(self: &Arc<Self>, state: &mut LoopState) -> Result<Instant, StoreError> {
+        if state.wakeups.is_none() {
+            state.wakeups = Some(self.store.wakeups().await?);
         }
         if state
             .last_housekeeping
@@ -186,10 +185,7 @@ impl Worker {
                 started += 1;
             }
         }
-        let daily = state
-            .daily
-            .poll(self.store.pool(), &self.config.worker_id)
-            .await;
+        let daily = state.daily.poll(&self.store, &self.config.worker_id).await;
         let now = Instant::now();
         let wake = match self.store.next_wake(&excluded).await? {
             Some(at) => now + (at - Utc::now()).to_std().unwrap_or_default(),
@@ -208,7 +204,7 @@ impl Worker {
 
     /// Sleep until `wake_at`, a NOTIFY, a finished robot task, or shutdown.
     async fn wait(&self, state: &mut LoopState, wake_at: Instant) {
-        let listener = state.listener.as_mut();
+        let wakeups = state.wakeups.as_mut();
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
             _ = tokio::time::sleep_until(wake_at) => {}
@@ -218,9 +214,9 @@ impl Worker {
                     self.forget(state, done).await;
                 }
             }
-            notified = recv(listener) => {
+            notified = recv(wakeups) => {
                 if notified.is_err() {
-                    state.listener = None;
+                    state.wakeups = None;
                 }
             }
         }
@@ -357,9 +353,9 @@ fn trouble_backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
-async fn recv(listener: Option<&mut PgListener>) -> sqlx::Result<()> {
-    match listener {
-        Some(l) => l.recv().await.map(|_| ()),
+async fn recv(wakeups: Option<&mut Wakeups>) -> Result<(), StoreError> {
+    match wakeups {
+        Some(w) => w.next().await,
         None => std::future::pending().await,
     }
 }

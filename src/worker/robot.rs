@@ -61,7 +61,7 @@ impl Worker {
     /// points elsewhere is never called by this replica, and nothing shared changes for it.
     fn plan(&self, snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>) -> Decision {
         if let Err(reason) = self.config.allowed_hosts.check(url) {
-            return Decision::Skip { reason };
+            return Decision::Skip { reason: reason.0 };
         }
         decide(snapshot, now, self.config.batch_size)
     }

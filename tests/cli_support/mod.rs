@@ -313,7 +313,7 @@ pub async fn add_robot_key(db: &TestDatabase, fake: &Standin, name: &str, key: &
 /// One text value from a query (e.g. `SELECT string_agg(…)`); `None` for SQL NULL.
 pub async fn text(db: &TestDatabase, sql: &str) -> Option<String> {
     sqlx::query_scalar::<_, Option<String>>(sql)
-        .fetch_one(db.store.pool())
+        .fetch_one(db.pool())
         .await
         .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"))
 }

@@ -73,7 +73,7 @@ pub async fn enrollment_with(
     .bind(days)
     .bind(status)
     .bind(language)
-    .execute(db.store.pool())
+    .execute(db.pool())
     .await
     .expect("insert enrollment");
 }
@@ -91,7 +91,7 @@ pub async fn reminders(db: &TestDatabase) -> Vec<(i64, String, String)> {
                 coalesce(payload #>> '{text,content}', payload::text)
          FROM wecom_outbox WHERE message_type = 'fee_reminder' ORDER BY enrollment_id",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.pool())
     .await
     .expect("read reminders")
 }
@@ -110,7 +110,7 @@ pub async fn setting(db: &TestDatabase, name: &str, value: &str) {
     sqlx::query("UPDATE wecom_settings SET value = $2 WHERE name = $1")
         .bind(name)
         .bind(value)
-        .execute(db.store.pool())
+        .execute(db.pool())
         .await
         .expect("update setting");
 }

@@ -7,6 +7,7 @@
 //!
 //! The accepted types are written once, in [`EXPECTED`].
 
+use crate::store::StoreError;
 use sqlx::PgPool;
 
 /// Types a column may have (as `format_type` names them) and how to say what is needed.
@@ -198,19 +199,9 @@ struct Column {
     needs_a_value: bool,
 }
 
-/// Why `migrate` refused: every problem found, each naming table, column and types.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "migrate changed nothing: the existing tables do not fit wecom-outbox ({}); fix them and run migrate again",
-    .problems.join("; ")
-)]
-pub struct AdoptionRefused {
-    pub problems: Vec<String>,
-}
-
 /// Check every table `migrate` would adopt; `Err` lists what must change first. Reads the
 /// catalog only.
-pub async fn check(pool: &PgPool) -> anyhow::Result<()> {
+pub async fn check(pool: &PgPool) -> Result<(), StoreError> {
     let mut problems = Vec::new();
     for table in ["wecom_webhooks", "wecom_message_log"] {
         let columns: Vec<Column> = sqlx::query_as(COLUMNS).bind(table).fetch_all(pool).await?;
@@ -220,7 +211,7 @@ pub async fn check(pool: &PgPool) -> anyhow::Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(AdoptionRefused { problems }.into())
+        Err(StoreError::NotAdoptable { problems })
     }
 }
 

@@ -1,17 +1,19 @@
 //! The PostgreSQL backend: connection, migrations, notifications, and the operations in
-//! `claim` (what may go now), `finish` (what happened) and `report` (what `status` shows).
+//! `claim` (what may go now), `finish` (what happened), `report` (what `status` shows) and
+//! `reminders` (the fee reminders' SQL functions).
 
 mod adopt;
 mod claim;
 mod finish;
+mod reminders;
 mod report;
 
-pub use adopt::{AdoptionRefused, EXPECTED as ADOPTED_COLUMNS};
+pub use adopt::EXPECTED as ADOPTED_COLUMNS;
 pub use claim::NamedRobot;
 pub use report::{DestinationCounts, RobotReport};
 
+use crate::store::StoreError;
 use crate::wecom::redact::redact;
-use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -30,24 +32,14 @@ pub struct PgStore {
 }
 
 /// Connection options from `DATABASE_URL`, or an error that says what is wrong with it.
-fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let scheme = url.split("://").next().unwrap_or_default();
-    match scheme {
-        "postgres" | "postgresql" => {}
-        "mysql" | "mariadb" => anyhow::bail!(
-            "DATABASE_URL is a {scheme}:// URL: the MySQL/MariaDB backend is not available in this version; use a postgres:// URL"
-        ),
-        _ => anyhow::bail!(
-            "DATABASE_URL must look like postgres://user:password@host:5432/database (got {})",
-            display_url(url)
-        ),
-    }
+fn options(url: &str) -> Result<PgConnectOptions, StoreError> {
     let known = known_parameters(url)?;
-    let options = PgConnectOptions::from_str(&known).with_context(|| {
-        format!(
-            "DATABASE_URL {} is not a valid PostgreSQL URL",
-            display_url(url)
-        )
+    let options = PgConnectOptions::from_str(&known).map_err(|e| {
+        StoreError::Url(format!(
+            "DATABASE_URL {} is not a valid PostgreSQL URL: {}",
+            display_url(url),
+            redact(&e.to_string())
+        ))
     })?;
     // `wecom.actor = worker` tells the outbox's guard trigger (migration 0005) that this
     // connection may move rows through their life; people's connections may only cancel and
@@ -83,7 +75,7 @@ const CONNECT_PARAMETERS: [&str; 18] = [
 /// `url` with only the query parameters sqlx understands. A password parameter spelled in
 /// another case (`PASSWORD=`) is refused: PostgreSQL would not read it either, and dropping it
 /// would turn into a puzzling "password authentication failed".
-fn known_parameters(url: &str) -> anyhow::Result<String> {
+fn known_parameters(url: &str) -> Result<String, StoreError> {
     let Ok(mut parsed) = reqwest::Url::parse(url) else {
         return Ok(url.to_owned()); // sqlx says what is wrong, and display_url hides it all
     };
@@ -98,10 +90,10 @@ fn known_parameters(url: &str) -> anyhow::Result<String> {
         if understood {
             kept.push((name.into_owned(), value.into_owned()));
         } else if name.eq_ignore_ascii_case("password") {
-            anyhow::bail!(
+            return Err(StoreError::Url(format!(
                 "DATABASE_URL has a query parameter {name:?}: PostgreSQL's name for it is `password`, \
                  in lower case (or put the password before the @: postgres://user:password@host/db)"
-            );
+            )));
         } else {
             tracing::warn!(parameter = %name, "DATABASE_URL: ignoring a query parameter wecom-outbox does not use");
             dropped = true;
@@ -134,7 +126,7 @@ pub fn display_url(url: &str) -> String {
 impl PgStore {
     /// A pool that connects on first use and reconnects by itself, so a worker started while
     /// PostgreSQL is down waits for it instead of exiting.
-    pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -145,48 +137,52 @@ impl PgStore {
     /// Connect now, or say plainly why not (for one-shot commands): one direct connection
     /// first, so "connection refused" or "password authentication failed" reaches the user
     /// instead of a pool time-out.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = options(url)?;
-        let probe = PgConnection::connect_with(&options)
-            .await
-            .with_context(|| format!("cannot connect to {}", display_url(url)))?;
+        let probe = PgConnection::connect_with(&options).await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to {}: {}",
+                display_url(url),
+                redact(&e.to_string())
+            ))
+        })?;
         let _ = probe.close().await;
         Self::connect_lazy(url, 4)
     }
 
-    /// The underlying pool, for tests and for SQL-level commands (reminders, preview).
+    /// The underlying pool, for the demo's example school and the benchmarks.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
     /// Check the tables it would adopt, then apply the embedded migrations; a second run does
     /// nothing. Tables of types the worker cannot use are refused before anything changes
-    /// ([`AdoptionRefused`] names each column), so `migrate` never says "ready" for a database
+    /// ([`StoreError::NotAdoptable`] names each column), so `migrate` never says "ready" for a database
     /// every later command would fail on.
     #[tracing::instrument(skip(self))]
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    pub async fn migrate(&self) -> Result<(), StoreError> {
         adopt::check(&self.pool).await?;
-        MIGRATOR.run(&self.pool).await.context("migration failed")?;
+        MIGRATOR.run(&self.pool).await?;
         // The school may have altered its log since the last run: the INSERT check uses
         // what the log can take now.
         sqlx::query("SELECT wecom_refresh_log_columns()")
             .execute(&self.pool)
-            .await
-            .context("reading the widths of wecom_message_log failed")?;
+            .await?;
         Ok(())
     }
 
     /// An error that says what to do when the schema is missing.
-    pub async fn check_schema(&self) -> anyhow::Result<()> {
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
         let present: Option<String> =
             sqlx::query_scalar("SELECT to_regclass('wecom_outbox')::text")
                 .fetch_one(&self.pool)
                 .await?;
-        anyhow::ensure!(
-            present.is_some(),
-            "table wecom_outbox does not exist in this database: run `wecom-outbox migrate` first"
-        );
-        Ok(())
+        match present {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Schema(
+                "table wecom_outbox does not exist in this database: run `wecom-outbox migrate` first".into(),
+            )),
+        }
     }
 
     /// A listener on the outbox channel; NOTIFYs lost while it reconnects are caught by the

@@ -1,0 +1,247 @@
+//! The one door to storage. [`Store`] picks its backend from the `DATABASE_URL` scheme and
+//! hands each operation to it; a backend is a module with the same operations, so adding one
+//! is one more arm in [`on_backend!`] and the conformance suite (`tests/store_conformance.rs`)
+//! proves it behaves the same.
+
+use super::postgres::{self, PgStore};
+use super::{
+    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, NamedRobot, Result, RobotReport,
+    SentRecord, StoreError,
+};
+use crate::reminders::{DailyState, DayPlan, EnqueueReport};
+use crate::rules::decide::RobotSnapshot;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The database, whichever backend `DATABASE_URL` names. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// `postgres://` or `postgresql://`.
+    Postgres(PgStore),
+}
+
+/// Calls the same operation on whichever backend `$store` is, converting its errors.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            Store::Postgres($backend) => Ok($call.await?),
+        }
+    };
+}
+
+/// Which backend a `DATABASE_URL` asks for, or an error that says what a URL looks like.
+fn scheme(url: &str) -> Result<&'static str> {
+    match url.split("://").next().unwrap_or_default() {
+        "postgres" | "postgresql" => Ok("postgres"),
+        scheme @ ("mysql" | "mariadb") => Err(StoreError::Url(format!(
+            "DATABASE_URL is a {scheme}:// URL: the MySQL/MariaDB backend is not available in this version; use a postgres:// URL"
+        ))),
+        _ => Err(StoreError::Url(format!(
+            "DATABASE_URL must look like postgres://user:password@host:5432/database (got {})",
+            postgres::display_url(url)
+        ))),
+    }
+}
+
+impl Store {
+    /// A pool that connects on first use and reconnects by itself, so a worker started while
+    /// the database is down waits for it instead of exiting.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store> {
+        scheme(url)?;
+        Ok(Store::Postgres(PgStore::connect_lazy(
+            url,
+            max_connections,
+        )?))
+    }
+
+    /// Connect now, or say plainly why not (for one-shot commands).
+    pub async fn connect(url: &str) -> Result<Store> {
+        scheme(url)?;
+        Ok(Store::Postgres(PgStore::connect(url).await?))
+    }
+
+    /// The PostgreSQL pool, for the demo's example school and the benchmarks, which are
+    /// PostgreSQL showcases; `None` on another backend. The worker, the CLI and the reminders
+    /// never use it.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match self {
+            Store::Postgres(s) => Some(s.pool()),
+        }
+    }
+
+    /// Check what it would adopt, then apply the migrations; a second run does nothing.
+    pub async fn migrate(&self) -> Result<()> {
+        on_backend!(self, s => s.migrate())
+    }
+
+    /// An error that says what to do when the schema is missing.
+    pub async fn check_schema(&self) -> Result<()> {
+        on_backend!(self, s => s.check_schema())
+    }
+
+    /// A source of "something may have changed" signals for the worker's loop.
+    pub async fn wakeups(&self) -> Result<Wakeups> {
+        match self {
+            Store::Postgres(s) => Ok(Wakeups::Postgres(s.listen().await?)),
+        }
+    }
+
+    /// Up to `limit` robots worth a claim attempt now, most overdue first, leaving out
+    /// `excluded` (robots this replica serves or holds back).
+    pub async fn due_robots(&self, limit: i64, excluded: &[i32]) -> Result<Vec<i32>> {
+        on_backend!(self, s => s.due_robots(limit, excluded))
+    }
+
+    /// When to look again if nothing signals first (`None`: nothing pending).
+    pub async fn next_wake(&self, excluded: &[i32]) -> Result<Option<DateTime<Utc>>> {
+        on_backend!(self, s => s.next_wake(excluded))
+    }
+
+    /// Decide for one robot with `plan` and claim what it allows, in one short transaction.
+    pub async fn claim(
+        &self,
+        robot_id: i32,
+        worker_id: &str,
+        lease: Duration,
+        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> crate::rules::decide::Decision,
+    ) -> Result<ClaimResult> {
+        on_backend!(self, s => s.claim(robot_id, worker_id, lease, plan))
+    }
+
+    /// Record how one send ended; `false` if the claim no longer held the row.
+    pub async fn finish(
+        &self,
+        robot: &ClaimedRobot,
+        row: &Claimed,
+        outcome: &Finish,
+    ) -> Result<bool> {
+        on_backend!(self, s => s.finish(robot, row, outcome))
+    }
+
+    /// Record messages WeCom accepted, many at once; returns the ids recorded.
+    pub async fn record_sent(&self, sent: &[SentRecord]) -> Result<Vec<Uuid>> {
+        on_backend!(self, s => s.record_sent(sent))
+    }
+
+    /// Give back rows a claim holds but will not send, with their rate-limit slots.
+    pub async fn release(&self, rows: &[Claimed]) -> Result<()> {
+        on_backend!(self, s => s.release(rows))
+    }
+
+    /// Expire overdue rows and rescue expired leases; returns (expired, rescued).
+    pub async fn housekeeping(&self) -> Result<(u64, i64)> {
+        on_backend!(self, s => s.housekeeping())
+    }
+
+    /// Say why a robot could not be served and leave it alone for `back_off` (every replica).
+    pub async fn note_robot_trouble(
+        &self,
+        robot_id: i32,
+        reason: &str,
+        back_off: Duration,
+    ) -> Result<()> {
+        on_backend!(self, s => s.note_robot_trouble(robot_id, reason, back_off))
+    }
+
+    /// Record that replica `worker_id` skips a robot, and why (shown by `status`).
+    pub async fn note_replica_skip(
+        &self,
+        worker_id: &str,
+        robot_id: i32,
+        note: &str,
+    ) -> Result<()> {
+        on_backend!(self, s => s.note_replica_skip(worker_id, robot_id, note))
+    }
+
+    /// Forget what replica `worker_id` said it skips.
+    pub async fn forget_replica_notes(&self, worker_id: &str) -> Result<()> {
+        on_backend!(self, s => s.forget_replica_notes(worker_id))
+    }
+
+    /// The robot `send-test NAME` means.
+    pub async fn find_robot(&self, name: &str) -> Result<Option<NamedRobot>> {
+        on_backend!(self, s => s.find_robot(name))
+    }
+
+    /// Reserve one send against a robot's limit if `has_budget` agrees (`Err(when)`: when one
+    /// frees); `Ok(None)`: another replica holds the robot right now.
+    pub async fn reserve_one(
+        &self,
+        robot_id: i32,
+        has_budget: impl FnOnce(&RobotSnapshot, DateTime<Utc>) -> std::result::Result<(), DateTime<Utc>>,
+    ) -> Result<std::result::Result<Option<i64>, DateTime<Utc>>> {
+        on_backend!(self, s => s.reserve_one(robot_id, has_budget))
+    }
+
+    /// Record a `send-test` send: its log row, the slot's real time, the robot's counters.
+    pub async fn record_test_send(
+        &self,
+        robot: &NamedRobot,
+        slot_id: i64,
+        body: &serde_json::Value,
+        errcode: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        on_backend!(self, s => s.record_test_send(robot, slot_id, body, errcode, error))
+    }
+
+    /// Per destination: rows by status and the latest problem.
+    pub async fn destination_counts(&self) -> Result<Vec<DestinationCounts>> {
+        on_backend!(self, s => s.destination_counts())
+    }
+
+    /// Every robot as `status` shows it; one that cannot be read says why.
+    pub async fn robot_reports(&self) -> Result<Vec<RobotReport>> {
+        on_backend!(self, s => s.robot_reports())
+    }
+
+    /// Stored settings the worker or the reminders cannot use, one sentence each.
+    pub async fn settings_problems(&self) -> Result<Vec<String>> {
+        on_backend!(self, s => s.settings_problems())
+    }
+
+    /// What replicas skip because of their own configuration, one sentence each.
+    pub async fn replica_notes(&self) -> Result<Vec<String>> {
+        on_backend!(self, s => s.replica_notes())
+    }
+
+    /// The fee reminders of one local day (today in the deployment's zone by default).
+    pub async fn reminder_plan(&self, date: Option<NaiveDate>) -> Result<DayPlan> {
+        on_backend!(self, s => s.reminder_plan(date))
+    }
+
+    /// Enqueue the day's fee reminders now; what went where.
+    pub async fn enqueue_reminders(&self, date: Option<NaiveDate>) -> Result<EnqueueReport> {
+        on_backend!(self, s => s.enqueue_reminders(date))
+    }
+
+    /// The daily run's schedule settings and record, as stored.
+    pub async fn daily_state(&self) -> Result<DailyState> {
+        on_backend!(self, s => s.daily_state())
+    }
+
+    /// Run today's reminders now unless another runner has (`None`); how many were enqueued.
+    pub async fn run_daily_reminders(&self, runner: &str) -> Result<Option<i32>> {
+        on_backend!(self, s => s.run_daily_reminders(runner))
+    }
+}
+
+/// Signals that something may have changed (a row was written, a robot was edited). Some can
+/// be lost (while reconnecting): the worker also wakes on its own timer.
+pub enum Wakeups {
+    /// PostgreSQL's LISTEN on the outbox channel.
+    Postgres(sqlx::postgres::PgListener),
+}
+
+impl Wakeups {
+    /// Wait for the next signal; an error means the source is gone and must be made again.
+    pub async fn next(&mut self) -> Result<()> {
+        match self {
+            Wakeups::Postgres(listener) => {
+                listener.recv().await?;
+                Ok(())
+            }
+        }
+    }
+}
