@@ -1,0 +1,465 @@
+//! The store's behaviour, written once and run against every backend (as River's driver tests
+//! run one suite against every driver). Each case talks to the database only through
+//! [`Store`]; the fixture below is the one place that knows a backend's SQL for setting up.
+//! A new backend is one more `conformance!` line.
+
+use chrono::Utc;
+use std::time::Duration;
+use wecom_outbox::rules::decide::{decide, Decision, RobotSnapshot};
+use wecom_outbox::store::{ClaimResult, Claimed, ClaimedRobot, Finish, SentRecord, Store};
+use wecom_outbox::testing::TestDatabase;
+
+/// A fresh, migrated database of one backend, with the few setup statements the cases need.
+struct Fixture {
+    db: TestDatabase,
+}
+
+/// A robot URL nobody is called at: the store never calls WeCom.
+const URL: &str = "http://127.0.0.1:9/cgi-bin/webhook/send?key=conformance";
+
+impl Fixture {
+    async fn postgres() -> Fixture {
+        Fixture {
+            db: TestDatabase::migrated().await,
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    /// A robot allowed `limit` sends per `window`; returns its id.
+    async fn robot(&self, name: &str, pool: Option<&str>, limit: u32, window: Duration) -> i32 {
+        self.db.add_robot_at(name, URL, pool, limit, window).await;
+        self.count(&format!(
+            "SELECT id::bigint FROM wecom_webhooks WHERE webhook_name = '{name}'"
+        ))
+        .await as i32
+    }
+
+    /// Row `content` may not go for an hour.
+    async fn hold_back(&self, content: &str) {
+        self.exec(&format!(
+            "UPDATE wecom_outbox SET not_before = now() + interval '1 hour' WHERE content = '{content}'"
+        ))
+        .await;
+    }
+
+    /// Row `content` expires now.
+    async fn expire(&self, content: &str) {
+        self.exec(&format!(
+            "UPDATE wecom_outbox SET expires_at = now() WHERE content = '{content}'"
+        ))
+        .await;
+    }
+
+    /// Seconds from the database's now until the (only) row's `not_before`.
+    async fn seconds_until_not_before(&self) -> i64 {
+        self.count("SELECT extract(epoch FROM not_before - now())::bigint FROM wecom_outbox")
+            .await
+    }
+
+    /// `n` text messages `"{prefix} {i}"` for `destination`, written in one statement.
+    async fn enqueue(&self, destination: &str, prefix: &str, n: i64) {
+        self.db.enqueue(destination, prefix, n).await;
+    }
+
+    async fn exec(&self, sql: &str) {
+        self.db.exec(sql).await;
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db.count(sql).await
+    }
+
+    async fn status_count(&self, status: &str) -> i64 {
+        self.db.status_count(status).await
+    }
+}
+
+/// The worker's planner without its allowed-hosts check.
+fn plan(snapshot: &RobotSnapshot, _url: &str, now: chrono::DateTime<Utc>) -> Decision {
+    decide(snapshot, now, 20)
+}
+
+async fn claim(f: &Fixture, robot_id: i32, lease: Duration) -> ClaimResult {
+    f.store()
+        .claim(robot_id, "conformance", lease, plan)
+        .await
+        .expect("claim")
+}
+
+async fn claimed(f: &Fixture, robot_id: i32) -> (ClaimedRobot, Vec<Claimed>) {
+    match claim(f, robot_id, Duration::from_secs(60)).await {
+        ClaimResult::Claimed(robot, rows) => (robot, rows),
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+fn text(row: &Claimed) -> String {
+    row.payload["text"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn a_claim_takes_no_more_than_the_rate_limit_allows(f: Fixture) {
+        let robot = f
+            .robot("parent_group", None, 3, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 5).await;
+        let (_, rows) = claimed(&f, robot).await;
+        assert_eq!(rows.len(), 3);
+        match claim(&f, robot, Duration::from_secs(60)).await {
+            ClaimResult::Waiting(until) => {
+                assert!(until > Utc::now() + chrono::Duration::seconds(50))
+            }
+            other => panic!("the budget is spent, expected Waiting, got {other:?}"),
+        }
+        assert_eq!(f.status_count("sending").await, 3);
+        assert_eq!(f.status_count("pending").await, 2);
+    }
+
+    pub async fn rows_go_by_priority_then_in_the_order_they_were_written(f: Fixture) {
+        let robot = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "normal", 3).await;
+        f.exec("INSERT INTO wecom_outbox (webhook_name, content, priority) VALUES ('parent_group', 'urgent', 5)")
+            .await;
+        let (_, rows) = claimed(&f, robot).await;
+        let order: Vec<String> = rows.iter().map(text).collect();
+        assert_eq!(order, ["urgent", "normal 1", "normal 2", "normal 3"]);
+    }
+
+    pub async fn robots_of_one_pool_never_claim_the_same_row(f: Fixture) {
+        let a = f
+            .robot("a", Some("pool"), 20, Duration::from_secs(60))
+            .await;
+        let b = f
+            .robot("b", Some("pool"), 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("pool", "m", 30).await;
+        let (first, second) = tokio::join!(claimed(&f, a), claimed(&f, b));
+        let mut ids: Vec<_> = first.1.iter().chain(&second.1).map(|r| r.id).collect();
+        assert_eq!(ids.len(), 30);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 30, "a row was claimed twice");
+    }
+
+    pub async fn a_sent_row_gets_its_status_and_exactly_one_log_row(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        assert!(f
+            .store()
+            .finish(&robot, &rows[0], &Finish::Sent)
+            .await
+            .unwrap());
+        let together = [SentRecord::of(&robot, &rows[1])];
+        assert_eq!(
+            f.store().record_sent(&together).await.unwrap(),
+            [rows[1].id]
+        );
+        assert_eq!(f.status_count("sent").await, 2);
+        assert_eq!(
+            f.count(
+                "SELECT count(*) FROM wecom_message_log WHERE send_status = 'sent' AND errcode = 0"
+            )
+            .await,
+            2
+        );
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_webhooks WHERE total_messages_sent = 2")
+                .await,
+            1,
+            "the Phase-1 counter moves"
+        );
+    }
+
+    pub async fn a_failed_row_gets_its_status_and_one_log_row_with_the_error(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 1).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let failed = Finish::Failed {
+            errcode: Some(40058),
+            error: "invalid parameter".into(),
+        };
+        assert!(f.store().finish(&robot, &rows[0], &failed).await.unwrap());
+        assert_eq!(f.status_count("failed").await, 1);
+        assert_eq!(
+            f.count(
+                "SELECT count(*) FROM wecom_message_log
+                 WHERE send_status = 'failed' AND errcode = 40058 AND error_message = 'invalid parameter'"
+            )
+            .await,
+            1
+        );
+    }
+
+    pub async fn a_retry_uses_the_attempt_and_waits_on_the_database_clock(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 1).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let retry = Finish::RetryAfter {
+            retry_in: Duration::from_secs(30),
+            errcode: Some(-1),
+            error: "system busy".into(),
+        };
+        assert!(f.store().finish(&robot, &rows[0], &retry).await.unwrap());
+        assert_eq!(f.status_count("pending").await, 1);
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_outbox WHERE attempts = 1")
+                .await,
+            1
+        );
+        let wait = f.seconds_until_not_before().await;
+        assert!((25..=30).contains(&wait), "not_before is {wait} s away");
+        assert_eq!(f.count("SELECT count(*) FROM wecom_message_log").await, 0);
+    }
+
+    pub async fn rate_limited_pauses_the_robot_and_gives_the_attempt_back(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let limited = Finish::RateLimited {
+            pause: Duration::from_secs(60),
+            error: "45009 api freq out of limit".into(),
+        };
+        assert!(f.store().finish(&robot, &rows[0], &limited).await.unwrap());
+        f.store().release(&rows[1..]).await.unwrap();
+        assert_eq!(f.status_count("pending").await, 2);
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_outbox WHERE attempts = 0")
+                .await,
+            2
+        );
+        match claim(&f, robot_id, Duration::from_secs(60)).await {
+            ClaimResult::Waiting(until) => {
+                assert!(until > Utc::now() + chrono::Duration::seconds(50))
+            }
+            other => panic!("a paused robot waits, got {other:?}"),
+        }
+    }
+
+    pub async fn a_gone_robot_is_disabled_and_its_row_waits_for_the_pool(f: Fixture) {
+        let gone = f
+            .robot("a", Some("pool"), 20, Duration::from_secs(60))
+            .await;
+        let other = f
+            .robot("b", Some("pool"), 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("pool", "m", 1).await;
+        let (robot, rows) = claimed(&f, gone).await;
+        let finish = Finish::RobotGone {
+            errcode: Some(93000),
+            reason: "invalid webhook url".into(),
+        };
+        assert!(f.store().finish(&robot, &rows[0], &finish).await.unwrap());
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_webhooks WHERE NOT is_active AND disabled_reason = 'invalid webhook url'")
+                .await,
+            1
+        );
+        assert!(matches!(
+            claim(&f, gone, Duration::from_secs(60)).await,
+            ClaimResult::Busy
+        ));
+        let (_, rows) = claimed(&f, other).await;
+        assert_eq!(rows.len(), 1, "the rest of the pool takes the row");
+        assert_eq!(
+            rows[0].attempts, 1,
+            "the gone robot's attempt was given back"
+        );
+    }
+
+    pub async fn released_rows_and_their_slots_go_back(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 2, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        let (_, rows) = claimed(&f, robot_id).await;
+        f.store().release(&rows).await.unwrap();
+        assert_eq!(f.status_count("pending").await, 2);
+        let (_, again) = claimed(&f, robot_id).await;
+        assert_eq!(again.len(), 2, "the released slots count no more");
+        assert!(again.iter().all(|r| r.attempts == 1));
+    }
+
+    pub async fn housekeeping_rescues_lost_leases_and_expires_old_rows(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        let (_, rows) = match claim(&f, robot_id, Duration::from_millis(200)).await {
+            ClaimResult::Claimed(robot, rows) => (robot, rows),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rows.len(), 2);
+        f.enqueue("parent_group", "stale", 1).await;
+        f.expire("stale 1").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (expired, rescued) = f.store().housekeeping().await.unwrap();
+        assert_eq!((expired, rescued), (1, 2));
+        assert_eq!(f.status_count("pending").await, 2);
+        assert_eq!(f.status_count("expired").await, 1);
+    }
+
+    pub async fn a_claim_that_lost_its_rows_cannot_finish_them(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 1).await;
+        let (robot, first) = match claim(&f, robot_id, Duration::from_millis(200)).await {
+            ClaimResult::Claimed(robot, rows) => (robot, rows),
+            other => panic!("{other:?}"),
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        f.store().housekeeping().await.unwrap();
+        let (_, second) = claimed(&f, robot_id).await;
+        assert!(!f
+            .store()
+            .finish(&robot, &first[0], &Finish::Sent)
+            .await
+            .unwrap());
+        assert!(f
+            .store()
+            .finish(&robot, &second[0], &Finish::Sent)
+            .await
+            .unwrap());
+        assert_eq!(f.count("SELECT count(*) FROM wecom_message_log").await, 1);
+    }
+
+    pub async fn only_robots_with_claimable_rows_are_due(f: Fixture) {
+        let busy = f.robot("busy", None, 20, Duration::from_secs(60)).await;
+        f.robot("idle", None, 20, Duration::from_secs(60)).await;
+        f.enqueue("busy", "m", 1).await;
+        assert_eq!(f.store().due_robots(10, &[]).await.unwrap(), [busy]);
+        assert!(f.store().due_robots(10, &[busy]).await.unwrap().is_empty());
+        f.enqueue("idle", "later", 1).await;
+        f.hold_back("later 1").await;
+        let wake = f
+            .store()
+            .next_wake(&[busy])
+            .await
+            .unwrap()
+            .expect("a wake time");
+        assert!(wake > Utc::now() + chrono::Duration::minutes(59));
+    }
+
+    pub async fn send_test_reserves_a_slot_and_logs_its_send(f: Fixture) {
+        f.robot("parent_group", None, 1, Duration::from_secs(60))
+            .await;
+        let robot = f
+            .store()
+            .find_robot("parent_group")
+            .await
+            .unwrap()
+            .expect("the robot");
+        let budget = |s: &RobotSnapshot, now| {
+            let rate = s.rate().map_err(|_| now)?;
+            match rate.budget(now, &s.recent_sends).available {
+                0 => Err(now),
+                _ => Ok(()),
+            }
+        };
+        let slot = f.store().reserve_one(robot.id, budget).await.unwrap();
+        let slot = slot.expect("budget").expect("not busy");
+        let body = serde_json::json!({"msgtype": "text", "text": {"content": "hi"}});
+        f.store()
+            .record_test_send(&robot, slot, &body, Some(0), None)
+            .await
+            .unwrap();
+        assert!(
+            f.store()
+                .reserve_one(robot.id, budget)
+                .await
+                .unwrap()
+                .is_err(),
+            "the one slot is used"
+        );
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_message_log WHERE message_type = 'send_test' AND send_status = 'sent'")
+                .await,
+            1
+        );
+    }
+
+    pub async fn the_reports_show_each_destination_and_robot(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 3).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        f.store()
+            .finish(&robot, &rows[0], &Finish::Sent)
+            .await
+            .unwrap();
+        f.store().release(&rows[1..]).await.unwrap();
+        let counts = f.store().destination_counts().await.unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].pending, counts[0].sent), (2, 1));
+        let robots = f.store().robot_reports().await.unwrap();
+        assert_eq!(robots.len(), 1);
+        assert_eq!(robots[0].webhook_name, "parent_group");
+        assert!(f.store().settings_problems().await.unwrap().is_empty());
+        assert!(f.store().replica_notes().await.unwrap().is_empty());
+    }
+
+    pub async fn the_daily_run_is_off_without_the_schools_view(f: Fixture) {
+        let state = f.store().daily_state().await.unwrap();
+        assert!(!state.has_view);
+        assert_eq!(state.last_done, None);
+        let plan = f.store().reminder_plan(None).await;
+        assert!(plan.is_err(), "no view, no plan: {plan:?}");
+    }
+}
+
+/// One `#[tokio::test]` per case for a backend whose fixture `$fixture` makes.
+macro_rules! conformance {
+    ($backend:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    cases::$case($fixture).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    postgres,
+    Fixture::postgres().await,
+    [
+        a_claim_takes_no_more_than_the_rate_limit_allows,
+        rows_go_by_priority_then_in_the_order_they_were_written,
+        robots_of_one_pool_never_claim_the_same_row,
+        a_sent_row_gets_its_status_and_exactly_one_log_row,
+        a_failed_row_gets_its_status_and_one_log_row_with_the_error,
+        a_retry_uses_the_attempt_and_waits_on_the_database_clock,
+        rate_limited_pauses_the_robot_and_gives_the_attempt_back,
+        a_gone_robot_is_disabled_and_its_row_waits_for_the_pool,
+        released_rows_and_their_slots_go_back,
+        housekeeping_rescues_lost_leases_and_expires_old_rows,
+        a_claim_that_lost_its_rows_cannot_finish_them,
+        only_robots_with_claimable_rows_are_due,
+        send_test_reserves_a_slot_and_logs_its_send,
+        the_reports_show_each_destination_and_robot,
+        the_daily_run_is_off_without_the_schools_view,
+    ]
+);
