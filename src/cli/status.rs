@@ -132,8 +132,8 @@ fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
         url: redact_url(&r.webhook_url),
         enabled: r.is_active,
         problem,
-        rate_limit: r.rate_limit,
-        rate_window_secs: r.rate_window_secs,
+        rate_limit: r.settings.rate_limit,
+        rate_window_secs: r.settings.rate_window.as_secs_f64(),
         budget_left,
         next_send_at,
         send_window: Some(describe_window(r)),
@@ -182,7 +182,7 @@ fn next_send(snapshot: &RobotSnapshot, now: DateTime<Utc>) -> Option<DateTime<Ut
 /// {1,2,3,4,5} Asia/Hong_Kong`.
 fn describe_window(r: &RobotReport) -> String {
     let hm = |t: Option<NaiveTime>| t.map_or("NULL".to_string(), clock);
-    let hours = match (r.send_window_start, r.send_window_end) {
+    let hours = match (r.settings.send_window_start, r.settings.send_window_end) {
         (None, None) => "any time".to_string(),
         (start, end) => format!("{}-{}", hm(start), hm(end)),
     };
@@ -190,7 +190,11 @@ fn describe_window(r: &RobotReport) -> String {
         Some(d) => format!(" on ISO days {d}"),
         None => String::new(),
     };
-    let zone = r.timezone.as_deref().unwrap_or(&r.default_timezone);
+    let zone = r
+        .settings
+        .timezone
+        .as_deref()
+        .unwrap_or(&r.default_timezone);
     format!("{hours}{days} {zone}")
 }
 

@@ -8,16 +8,26 @@ use crate::rules::ConfigError;
 use chrono::{DateTime, NaiveTime, Utc};
 use std::time::Duration;
 
-/// A robot as the rules see it: its configuration and what the store knows of its recent past.
-#[derive(Debug, Clone)]
-pub struct RobotSnapshot {
+/// A robot's settings as stored in `wecom_webhooks`: the one type every layer (the claim, the
+/// rules, `status`) reads them into.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RobotSettings {
+    /// At most this many sends in any sliding `rate_window`.
     pub rate_limit: i32,
     pub rate_window: Duration,
+    /// The local window it may send in; both or neither.
     pub send_window_start: Option<NaiveTime>,
     pub send_window_end: Option<NaiveTime>,
+    /// ISO weekdays it may send on; `None` = every day.
     pub send_days: Option<Vec<i32>>,
     /// The robot's own zone, or `None` for the deployment's default.
     pub timezone: Option<String>,
+}
+
+/// A robot as the rules see it: its settings and what the store knows of its recent past.
+#[derive(Debug, Clone)]
+pub struct RobotSnapshot {
+    pub settings: RobotSettings,
     /// `wecom_settings.default_timezone`.
     pub default_timezone: String,
     pub paused_until: Option<DateTime<Utc>>,
@@ -56,18 +66,19 @@ impl RobotSnapshot {
     /// The robot's limit, or why its row cannot give one (stored before the schema refused
     /// such rows): the worker skips the robot with this reason and `status` shows it.
     pub fn rate(&self) -> Result<RateLimit, ConfigError> {
-        RateLimit::from_config(self.rate_limit, self.rate_window)
+        RateLimit::from_config(self.settings.rate_limit, self.settings.rate_window)
     }
 
     /// The robot's send window in its zone, or why its row cannot give one (a window that
     /// starts when it ends, an empty `send_days`, a zone that is not an IANA name — its own
     /// or the deployment's default): the worker skips the robot with this reason.
     pub fn send_window(&self) -> Result<SendWindow, ConfigError> {
+        let s = &self.settings;
         SendWindow::from_config(
-            self.send_window_start,
-            self.send_window_end,
-            self.send_days.as_deref(),
-            self.timezone.as_deref(),
+            s.send_window_start,
+            s.send_window_end,
+            s.send_days.as_deref(),
+            s.timezone.as_deref(),
             &self.default_timezone,
         )
     }
@@ -129,12 +140,14 @@ mod tests {
 
     fn robot() -> RobotSnapshot {
         RobotSnapshot {
-            rate_limit: 20,
-            rate_window: Duration::from_secs(60),
-            send_window_start: NaiveTime::from_hms_opt(9, 0, 0),
-            send_window_end: NaiveTime::from_hms_opt(20, 0, 0),
-            send_days: None,
-            timezone: None,
+            settings: RobotSettings {
+                rate_limit: 20,
+                rate_window: Duration::from_secs(60),
+                send_window_start: NaiveTime::from_hms_opt(9, 0, 0),
+                send_window_end: NaiveTime::from_hms_opt(20, 0, 0),
+                send_days: None,
+                timezone: None,
+            },
             default_timezone: "Asia/Hong_Kong".into(),
             paused_until: None,
             recent_sends: vec![],
@@ -206,7 +219,7 @@ mod tests {
     #[test]
     fn a_robot_in_an_unknown_zone_is_skipped_with_the_reason_not_disabled() {
         let mut r = robot();
-        r.timezone = Some("Mars/Olympus".into());
+        r.settings.timezone = Some("Mars/Olympus".into());
         match decide(&r, at(10, 0), 20) {
             Decision::Unusable { reason, .. } => {
                 assert!(reason.contains("Mars/Olympus"), "{reason}")
@@ -218,7 +231,7 @@ mod tests {
     #[test]
     fn the_robots_own_zone_wins_over_the_default() {
         let mut r = robot();
-        r.timezone = Some("UTC".into());
+        r.settings.timezone = Some("UTC".into());
         // 10:00 in Hong Kong is 02:00 UTC: closed for a 09:00-20:00 UTC window.
         assert!(matches!(decide(&r, at(10, 0), 20), Decision::Wait { .. }));
     }

@@ -2,9 +2,9 @@
 //! transaction per robot; no lock outlives it, and none is held across an HTTP call.
 
 use super::PgStore;
-use crate::rules::decide::{Decision, RobotSnapshot};
+use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
 use crate::store::{ClaimResult, Claimed, ClaimedRobot};
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
@@ -21,7 +21,7 @@ WHERE s.next_check_at <= clock_timestamp()
   AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
   AND EXISTS (
         SELECT 1 FROM wecom_outbox o
-        WHERE o.webhook_name = coalesce(w.pool_name, w.webhook_name)
+        WHERE o.webhook_name = w.destination
           AND o.status = 'pending'
           AND o.not_before <= clock_timestamp())
 ORDER BY s.next_check_at
@@ -40,7 +40,7 @@ SELECT least(
         AND NOT (s.robot_id = ANY($1))
         AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
         AND EXISTS (SELECT 1 FROM wecom_outbox o
-                     WHERE o.webhook_name = coalesce(w.pool_name, w.webhook_name)
+                     WHERE o.webhook_name = w.destination
                        AND o.status = 'pending'
                        AND o.not_before <= clock_timestamp())),
     (SELECT min(not_before) FROM wecom_outbox
@@ -54,7 +54,7 @@ SELECT least(
 /// Lock the robot's state row (or skip it: another replica is deciding) and read what the
 /// rules need. The database's clock is the one clock every replica shares.
 const LOCK_ROBOT: &str = r#"
-SELECT w.id, w.webhook_name, coalesce(w.pool_name, w.webhook_name) AS destination,
+SELECT w.id, w.webhook_name, w.destination AS destination,
        w.webhook_url, w.rate_limit,
        extract(epoch FROM w.rate_window)::float8 AS rate_window_secs,
        w.send_window_start, w.send_window_end, w.send_days, w.timezone,
@@ -147,12 +147,8 @@ struct LockedRobot {
     webhook_name: String,
     destination: String,
     webhook_url: String,
-    rate_limit: i32,
-    rate_window_secs: f64,
-    send_window_start: Option<NaiveTime>,
-    send_window_end: Option<NaiveTime>,
-    send_days: Option<Vec<i32>>,
-    timezone: Option<String>,
+    #[sqlx(flatten)]
+    settings: RobotSettings,
     default_timezone: String,
     paused_until: Option<DateTime<Utc>>,
     consecutive_45009: i32,
@@ -176,20 +172,16 @@ impl<F: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision> Planner for F {}
 impl LockedRobot {
     fn snapshot(&self, recent_sends: Vec<DateTime<Utc>>) -> RobotSnapshot {
         RobotSnapshot {
-            rate_limit: self.rate_limit,
-            rate_window: self.rate_window(),
-            send_window_start: self.send_window_start,
-            send_window_end: self.send_window_end,
-            send_days: self.send_days.clone(),
-            timezone: self.timezone.clone(),
+            settings: self.settings.clone(),
             default_timezone: self.default_timezone.clone(),
             paused_until: self.paused_until,
             recent_sends,
         }
     }
 
-    fn rate_window(&self) -> Duration {
-        Duration::try_from_secs_f64(self.rate_window_secs).unwrap_or_default()
+    /// How far back sends can still count against the limit.
+    fn lookback_secs(&self) -> f64 {
+        2.0 * self.settings.rate_window.as_secs_f64() + 1.0
     }
 
     fn claimed(&self) -> ClaimedRobot {
@@ -198,7 +190,7 @@ impl LockedRobot {
             name: self.webhook_name.clone(),
             destination: self.destination.clone(),
             url: self.webhook_url.clone(),
-            rate_window: self.rate_window(),
+            rate_window: self.settings.rate_window,
             consecutive_45009: self.consecutive_45009,
         }
     }
@@ -281,7 +273,7 @@ impl PgStore {
         else {
             return Ok(ClaimResult::Busy);
         };
-        let horizon = 2.0 * robot.rate_window_secs + 1.0;
+        let horizon = robot.lookback_secs();
         let recent: Vec<DateTime<Utc>> = sqlx::query_scalar(RECENT_SENDS)
             .bind(robot_id)
             .bind(robot.now)
@@ -381,7 +373,7 @@ async fn claim_rows(
 /// A robot looked up by name for `send-test`: the robot itself, or the first configured,
 /// active robot of a pool of that name.
 const FIND_ROBOT: &str = r#"
-SELECT id, webhook_name, coalesce(pool_name, webhook_name) AS destination, webhook_url,
+SELECT id, webhook_name, destination, webhook_url,
        coalesce(is_active, true) AS is_active, disabled_reason
 FROM wecom_webhooks
 WHERE webhook_name = $1 OR pool_name = $1
@@ -431,7 +423,7 @@ impl PgStore {
         let recent: Vec<DateTime<Utc>> = sqlx::query_scalar(RECENT_SENDS)
             .bind(robot_id)
             .bind(robot.now)
-            .bind(2.0 * robot.rate_window_secs + 1.0)
+            .bind(robot.lookback_secs())
             .fetch_all(&mut *tx)
             .await?;
         if let Err(when) = has_budget(&robot.snapshot(recent), robot.now) {

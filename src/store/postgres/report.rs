@@ -2,17 +2,16 @@
 //! recent sends, so the rules can say how much budget is left and when it sends next.
 
 use super::PgStore;
-use crate::rules::decide::RobotSnapshot;
+use crate::rules::decide::{RobotSettings, RobotSnapshot};
 use crate::rules::rate_limit::MAX_WINDOW;
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
-use std::time::Duration;
 
 const DESTINATIONS: &str = r#"
 WITH destinations AS (
-    SELECT coalesce(pool_name, webhook_name) AS destination FROM wecom_webhooks
+    SELECT destination FROM wecom_webhooks
     UNION
     SELECT DISTINCT webhook_name FROM wecom_outbox
 )
@@ -39,7 +38,7 @@ ORDER BY d.destination
 /// and recent sends looked up at most two of the longest windows back.
 const ROBOTS: &str = r#"
 SELECT w.webhook_name::text AS webhook_name,
-       coalesce(w.pool_name, w.webhook_name)::text AS destination,
+       w.destination,
        w.webhook_url::text AS webhook_url,
        coalesce(w.is_active, true) AS is_active,
        w.disabled_reason::text AS disabled_reason,
@@ -133,17 +132,14 @@ pub struct RobotReport {
     pub webhook_url: String,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
-    pub rate_limit: i32,
-    pub rate_window_secs: f64,
-    pub send_window_start: Option<NaiveTime>,
-    pub send_window_end: Option<NaiveTime>,
-    /// `None` also when the stored array cannot be a list of days (see `unreadable`).
-    pub send_days: Option<Vec<i32>>,
+    /// `send_days` is `None` also when the stored array cannot be a list of days (see
+    /// `unreadable`).
+    #[sqlx(flatten)]
+    pub settings: RobotSettings,
     /// `send_days` as stored, for display.
     pub send_days_text: Option<String>,
     /// Why this row cannot be read as a robot at all; the rest of the report still shows.
     pub unreadable: Option<String>,
-    pub timezone: Option<String>,
     pub default_timezone: String,
     pub paused_until: Option<DateTime<Utc>>,
     pub last_errcode: Option<i32>,
@@ -159,12 +155,7 @@ impl RobotReport {
     /// The robot as the rules see it.
     pub fn snapshot(&self) -> RobotSnapshot {
         RobotSnapshot {
-            rate_limit: self.rate_limit,
-            rate_window: Duration::try_from_secs_f64(self.rate_window_secs).unwrap_or_default(),
-            send_window_start: self.send_window_start,
-            send_window_end: self.send_window_end,
-            send_days: self.send_days.clone(),
-            timezone: self.timezone.clone(),
+            settings: self.settings.clone(),
             default_timezone: self.default_timezone.clone(),
             paused_until: self.paused_until,
             recent_sends: self.recent_sends.clone(),
