@@ -3,15 +3,22 @@
 //! with retries — and records each outcome in `wecom_message_log`.
 //!
 //! Where things are: `rules` (rate limit, send window, retry, answer classification, the
-//! per-robot decision), `wecom` (message validation, HTTP client, stand-in), `store` (all
-//! SQL), `worker` (the loop), `cli` (one file per subcommand).
+//! per-robot decision), `wecom` (message validation, HTTP client), `store` (all SQL), `worker`
+//! (the loop), `cli` (one file per subcommand). Apart from the product, behind the default-on
+//! feature `fake-wecom`: `standin` (a fake WeCom over real HTTP, which the worker never imports)
+//! and `demo`; behind the off-by-default feature `testing`: the tests' helpers.
 
 pub mod cli;
+#[cfg(feature = "fake-wecom")]
 pub mod demo;
 pub mod reminders;
 pub mod rules;
+#[cfg(feature = "fake-wecom")]
+pub mod standin;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod testing;
 pub mod wecom;
 pub mod worker;

@@ -1,12 +1,18 @@
-//! Helpers for tests against a real PostgreSQL and the WeCom stand-in — ours, and yours if
-//! you embed the worker: a fresh database per test, robots pointed at the stand-in, and
-//! in-process worker replicas that stop cleanly.
+//! Helpers for the crate's own tests and bench driver, against a real PostgreSQL and the WeCom
+//! stand-in: a fresh database per test, robots pointed at the stand-in, and in-process worker
+//! replicas that stop cleanly.
+//!
+//! Not public API: compiled only with the feature `testing`, which the tests turn on through
+//! the dev-dependency on the crate itself. The helpers panic with the SQL and the error on
+//! failure, as a test should; SQL they build from values binds those values, and the database
+//! names in `CREATE`/`DROP DATABASE` (which cannot be bound) are quoted by the server
+//! (`format('%I')`).
 
 use crate::rules::retry::RetryPolicy;
+use crate::standin::{Standin, StandinConfig};
 use crate::store::Store;
 use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
-use crate::wecom::standin::{Standin, StandinConfig};
 use crate::worker::{self, WorkerConfig};
 use sqlx::Connection;
 use std::time::Duration;
@@ -18,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub struct TestDatabase {
     /// The URL of the test's own database.
     pub url: String,
+    /// A store on that database, for the helpers and for tests that call the store directly.
     pub store: Store,
     /// The store's own PostgreSQL pool (the worker's connections), for SQL the tests run.
     pool: sqlx::PgPool,
@@ -35,7 +42,7 @@ pub fn server_url() -> String {
 
 /// `url` with its database replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> String {
-    let mut u = reqwest::Url::parse(url).expect("DATABASE_URL is a URL");
+    let mut u = url::Url::parse(url).expect("DATABASE_URL is a URL");
     u.set_path(&format!("/{db}"));
     u.to_string()
 }
@@ -43,22 +50,32 @@ pub fn with_database(url: &str, db: &str) -> String {
 impl TestDatabase {
     /// An empty database (no migrations applied).
     pub async fn empty() -> Self {
-        Self::empty_with("").await
+        Self::create("CREATE DATABASE %I", &[]).await
     }
 
-    /// An empty database created with `options` after `CREATE DATABASE name`, to test on
-    /// another server setup, e.g. `ENCODING 'EUC_CN' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE
-    /// template0` (the connections still talk UTF-8).
-    pub async fn empty_with(options: &str) -> Self {
+    /// An empty database in another server encoding and locale, to test on another server
+    /// setup, e.g. `empty_with_encoding("EUC_CN", "C")` (from `template0`, as PostgreSQL
+    /// requires for an encoding other than the template's; the connections still talk UTF-8).
+    pub async fn empty_with_encoding(encoding: &str, locale: &str) -> Self {
+        let create = "CREATE DATABASE %I ENCODING %L LC_COLLATE %L LC_CTYPE %L TEMPLATE template0";
+        Self::create(create, &[encoding, locale, locale]).await
+    }
+
+    /// Creates a database with a fresh name by `create`, a `format()` pattern whose `%I` is the
+    /// name and whose `%L`s are `values`, quoted by the server.
+    async fn create(create: &str, values: &[&str]) -> Self {
         let admin_url = server_url();
         let name = format!("wecom_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .expect("connect to DATABASE_URL");
-        sqlx::query(&format!("CREATE DATABASE {name} {options}"))
+        let statement = server_format(&mut admin, create, &name, values)
+            .await
+            .unwrap_or_else(|e| panic!("format({create:?}) for {name}: {e}"));
+        sqlx::raw_sql(&statement)
             .execute(&mut admin)
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} {options}: {e}"));
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
         let _ = admin.close().await;
         let url = with_database(&admin_url, &name);
         let store = Store::connect_lazy(&url, 20).expect("test database URL");
@@ -189,24 +206,53 @@ impl TestDatabase {
 
     /// Wait until `want` rows have `status` (e.g. all `sent`), or panic after `timeout`.
     pub async fn wait_for_status(&self, status: &str, want: i64, timeout: Duration) {
-        let sql = format!("SELECT count(*) FROM wecom_outbox WHERE status = '{status}'");
-        self.wait_for(&sql, want, timeout).await;
+        let what = format!("the count of {status:?} rows in wecom_outbox");
+        poll(&what, want, timeout, || self.status_count(status)).await;
     }
 
     /// Wait until `sql` returns `want`, or panic after `timeout` with what it returned.
     pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.count(sql).await;
-            if got == want {
-                return;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out: {sql} returned {got}, wanted {want}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll(sql, want, timeout, || self.count(sql)).await;
     }
+}
+
+/// Reads `read` every 50 ms until it gives `want`, or panics after `timeout` saying `what`
+/// gave instead.
+async fn poll<F, Fut>(what: &str, want: i64, timeout: Duration, mut read: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let got = read().await;
+        if got == want {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out: {what} returned {got}, wanted {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `pattern` with `%I` replaced by `name` quoted as an identifier and each `%L` by the next of
+/// `values` quoted as a literal, by PostgreSQL's own `format()` (statements such as `CREATE
+/// DATABASE` take no bound parameters).
+async fn server_format(
+    conn: &mut sqlx::PgConnection,
+    pattern: &str,
+    name: &str,
+    values: &[&str],
+) -> sqlx::Result<String> {
+    let arguments: Vec<&str> = std::iter::once(name)
+        .chain(values.iter().copied())
+        .collect();
+    sqlx::query_scalar("SELECT format($1, VARIADIC $2::text[])")
+        .bind(pattern)
+        .bind(arguments)
+        .fetch_one(conn)
+        .await
 }
 
 impl Drop for TestDatabase {
@@ -217,10 +263,9 @@ impl Drop for TestDatabase {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let work = async move {
             let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .ok()
+            let drop = "DROP DATABASE IF EXISTS %I WITH (FORCE)";
+            let statement = server_format(&mut admin, drop, &name, &[]).await.ok()?;
+            sqlx::raw_sql(&statement).execute(&mut admin).await.ok()
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -271,7 +316,9 @@ pub fn fast_config(worker_id: &str, standin: &Standin) -> WorkerConfig {
 
 /// A worker replica running in this process.
 pub struct Replica {
+    /// Cancel to ask the replica to stop (as SIGTERM would a process).
     pub shutdown: CancellationToken,
+    /// The replica's task, to wait for it and see how it ended.
     pub handle: JoinHandle<Result<(), crate::store::StoreError>>,
 }
 

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use cli_support::{add_robot_url, eventually, text, Cli};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use wecom_outbox::standin::{Behaviour, Standin, Stats};
 use wecom_outbox::testing::{server_url, standin, with_database, TestDatabase};
 use wecom_outbox::wecom::allowed_hosts::PLACEHOLDER_URL;
-use wecom_outbox::wecom::standin::{Behaviour, Standin, Stats};
 
 const MINUTE: Duration = Duration::from_secs(60);
 

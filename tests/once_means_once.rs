@@ -10,9 +10,9 @@ use sqlx::{Connection, PgConnection};
 use std::collections::HashMap;
 use std::time::Duration;
 use wecom_outbox::rules::decide::{decide, RobotSnapshot};
+use wecom_outbox::standin::{Behaviour, Standin};
 use wecom_outbox::store::{ClaimResult, Claimed, ClaimedRobot, Finish};
 use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
-use wecom_outbox::wecom::standin::{Behaviour, Standin};
 
 const SECOND: Duration = Duration::from_secs(1);
 

@@ -10,9 +10,9 @@ mod cli_support;
 use cli_support::Cli;
 use serde_json::{json, Value};
 use std::time::Duration;
+use wecom_outbox::standin::Standin;
 use wecom_outbox::testing::{standin, TestDatabase};
 use wecom_outbox::wecom::message;
-use wecom_outbox::wecom::standin::Standin;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const CORPUS: &str = include_str!("payloads/corpus.json");
@@ -180,10 +180,7 @@ async fn every_corpus_case_gets_the_same_verdict_from_the_validator_the_insert_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_euc_cn_database_the_insert_check_counts_utf8_bytes_as_wecom_does() {
-    let db = TestDatabase::empty_with(
-        "ENCODING 'EUC_CN' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
-    )
-    .await;
+    let db = TestDatabase::empty_with_encoding("EUC_CN", "C").await;
     // The tables, the INSERT trigger and the rules (0004's templates hold emoji, which EUC_CN
     // cannot store, so the whole set cannot run here).
     db.migrate_only(&[1, 2, 3, 7]).await;

@@ -8,8 +8,8 @@ mod cli_support;
 use cli_support::{add_robot_key, add_robot_url, eventually, secret_key, secret_part, text, Cli};
 use serde_json::Value;
 use std::time::Duration;
+use wecom_outbox::standin::{Behaviour, Standin};
 use wecom_outbox::testing::{standin, TestDatabase};
-use wecom_outbox::wecom::standin::{Behaviour, Standin};
 
 /// One robot per way of failing, each with a key of its own.
 struct Robots {

@@ -7,8 +7,8 @@ mod cli_support;
 use cli_support::{eventually, Cli, Running};
 use serde_json::Value;
 use std::time::Duration;
+use wecom_outbox::standin::{Behaviour, Standin};
 use wecom_outbox::testing::{standin, TestDatabase};
-use wecom_outbox::wecom::standin::{Behaviour, Standin};
 
 const GRACE: Duration = Duration::from_secs(5);
 

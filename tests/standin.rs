@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wecom_outbox::wecom::standin::{Behaviour, Standin, StandinConfig};
+use wecom_outbox::standin::{Behaviour, Standin, StandinConfig};
 
 const KEY: &str = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
 

@@ -13,9 +13,9 @@ use serde_json::Value;
 use sqlx::migrate::Migrator;
 use std::borrow::Cow;
 use std::time::Duration;
+use wecom_outbox::standin::Standin;
 use wecom_outbox::store::postgres::MIGRATOR;
 use wecom_outbox::testing::{standin, TestDatabase};
-use wecom_outbox::wecom::standin::Standin;
 
 const MINUTE: Duration = Duration::from_secs(60);
 

@@ -3,8 +3,8 @@
 
 use chrono::{Duration as ChronoDuration, Utc};
 use std::time::Duration;
+use wecom_outbox::standin::{Behaviour, Standin};
 use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
-use wecom_outbox::wecom::standin::{Behaviour, Standin};
 
 const SECOND: Duration = Duration::from_secs(1);
 

@@ -1,6 +1,6 @@
 //! `fake-wecom`: the WeCom stand-in as a server, for staging and demos.
 
-use crate::wecom::standin::{Standin, StandinConfig};
+use crate::standin::{Standin, StandinConfig};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +28,7 @@ pub struct Args {
     window: Duration,
 }
 
+/// Serves until Ctrl-C or SIGTERM, then closes its connections.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = StandinConfig {
         limit: args.limit,

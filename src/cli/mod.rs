@@ -3,8 +3,10 @@
 //! (`wecom-outbox demo | head -3`) ends the command quietly, with its clean-up, instead of
 //! a panic.
 
+#[cfg(feature = "fake-wecom")]
 mod demo;
 mod enqueue_reminders;
+#[cfg(feature = "fake-wecom")]
 mod fake_wecom;
 mod migrate;
 mod preview;
@@ -62,7 +64,9 @@ enum Command {
     Preview(preview::Args),
     SendTest(send_test::Args),
     Status(status::Args),
+    #[cfg(feature = "fake-wecom")]
     FakeWecom(fake_wecom::Args),
+    #[cfg(feature = "fake-wecom")]
     Demo(demo::Args),
 }
 
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
+    #[cfg(feature = "fake-wecom")]
     if matches!(cli.command, Command::Demo(_)) {
         crate::demo::prefer_quiet_logs();
     }
@@ -94,7 +99,9 @@ pub fn main() -> ExitCode {
             Command::Preview(args) => preview::run(args).await,
             Command::SendTest(args) => send_test::run(args).await,
             Command::Status(args) => status::run(args).await,
+            #[cfg(feature = "fake-wecom")]
             Command::FakeWecom(args) => fake_wecom::run(args).await,
+            #[cfg(feature = "fake-wecom")]
             Command::Demo(args) => demo::run(args).await,
         }
     });

@@ -13,10 +13,10 @@ mod school;
 pub mod throwaway_pg;
 
 use crate::rules::retry::RetryPolicy;
+use crate::standin::{Standin, StandinConfig};
 use crate::store::Store;
 use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
-use crate::wecom::standin::{Standin, StandinConfig};
 use crate::worker::{self, WorkerConfig};
 use place::Place;
 use report::{Progress, Summary};

@@ -2,7 +2,7 @@
 //! them in WeChat, and the summary that shows the limits held.
 
 use super::school::{key_of, POOL, POOL_ROBOTS, QUIET_ROBOT, RATE_LIMIT};
-use crate::wecom::standin::{Received, Standin};
+use crate::standin::{Received, Standin};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::fmt::Write;

@@ -1,7 +1,7 @@
 //! The demo's data: the example school, its robots (a pool of three serving the parents'
 //! group, and a tutors' robot in its quiet hours), and the messages the day produces.
 
-use crate::wecom::standin::Standin;
+use crate::standin::Standin;
 use sqlx::PgPool;
 use std::time::Duration;
 

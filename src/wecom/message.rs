@@ -3,7 +3,7 @@
 //!
 //! Three places check a body, and they must never disagree:
 //! - [`validate`] here, the reference: `send-test` calls it before it uses a rate slot, and the
-//!   stand-in ([`super::standin`]) answers with its errcode and rule;
+//!   stand-in (`crate::standin`) answers with its errcode and rule;
 //! - `wecom_payload_problem(jsonb)` in `migrations/postgres/0007_payload_rules.sql`, the INSERT
 //!   check: the same rules, in the same order, with the same messages;
 //! - the stand-in, which calls [`validate`].

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+use wecom_outbox::standin::Standin;
 use wecom_outbox::testing::TestDatabase;
-use wecom_outbox::wecom::standin::Standin;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_wecom-outbox");

@@ -1,14 +1,19 @@
-//! Benchmarks: `cargo run --release --bin bench -- SCENARIO [--smoke]` with `DATABASE_URL`
-//! set (bench/run starts a throwaway PostgreSQL when it is not). One JSON line per scenario.
+//! Benchmarks: `bench/run SCENARIO [--smoke]` (or `cargo run --release --example bench --
+//! SCENARIO [--smoke]` after `cargo build --release`) with `DATABASE_URL` set (bench/run starts a
+//! throwaway PostgreSQL when it is not). One JSON line per scenario.
+//!
+//! An example target, not a binary: only developers build it, and `cargo install` installs
+//! `wecom-outbox` alone. It uses the library's test helpers (feature `testing`, on for examples
+//! through the dev-dependency on the crate itself).
 //! Scenarios: drain, peer (Graphile Worker, needs node and `npm install` in bench/peer),
 //! makespan, latency, backlog, many-robots, all (everything but peer in --smoke).
 
 use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use wecom_outbox::standin::Standin;
 use wecom_outbox::store::Store;
 use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
-use wecom_outbox::wecom::standin::Standin;
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -104,11 +109,20 @@ async fn spread(db: &TestDatabase, n: i64, robots: i64) {
     .expect("enqueue");
 }
 
+/// The release binary the worker processes run: `WECOM_OUTBOX_BIN` (bench/run sets it), else
+/// `target/release/wecom-outbox`, beside the `examples/` directory this driver is built in.
+fn worker_binary() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("WECOM_OUTBOX_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the bench driver's own path");
+    let examples = exe.parent().expect("the bench driver's directory");
+    examples.parent().unwrap_or(examples).join("wecom-outbox")
+}
+
 /// Start `n` real worker processes; returns them for RSS reading and stopping.
 fn processes(db: &TestDatabase, fake: &Standin, n: usize) -> Vec<std::process::Child> {
-    let bin = std::env::current_exe()
-        .unwrap()
-        .with_file_name("wecom-outbox");
+    let bin = worker_binary();
     (0..n)
         .map(|i| {
             std::process::Command::new(&bin)
