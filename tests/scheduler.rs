@@ -4,7 +4,6 @@
 
 mod reminder_support;
 
-use chrono::Utc;
 use reminder_support::*;
 use std::time::Duration;
 use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
@@ -144,40 +143,4 @@ async fn the_sql_runner_records_the_day_once_and_a_failure_is_recorded_without_r
         1,
         "retried after 5 minutes"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sql_rule_agrees_with_the_rust_rule() {
-    use chrono::{DateTime, NaiveDate, NaiveTime};
-    use wecom_outbox::reminders::schedule::{due_date, History, Schedule};
-
-    let db = TestDatabase::migrated().await;
-    db.exec(SCHOOL).await;
-    setting(&db, "default_timezone", "America/New_York").await;
-    setting(&db, "reminder_run_time", "09:00").await;
-    db.exec("INSERT INTO wecom_daily_runs (job, local_date, status) VALUES ('fee_reminders', '2026-03-07', 'done')")
-        .await;
-    let schedule = Schedule {
-        zone: chrono_tz::America::New_York,
-        at: NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
-    };
-    let history = History {
-        last_done: Some(NaiveDate::from_ymd_opt(2026, 3, 7).unwrap()),
-        last_failure: None,
-    };
-    for instant in [
-        "2026-03-07T15:00:00Z", // done that day
-        "2026-03-08T12:59:00Z", // 08:59 EDT (after the DST change)
-        "2026-03-08T13:00:00Z", // 09:00 EDT
-        "2026-03-09T03:00:00Z", // 23:00 on the 8th
-        "2026-03-09T05:00:00Z", // 01:00 on the 9th
-    ] {
-        let now: DateTime<Utc> = instant.parse().unwrap();
-        let sql: Option<NaiveDate> = sqlx::query_scalar("SELECT wecom_daily_reminders_due($1)")
-            .bind(now)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        assert_eq!(sql, due_date(now, &schedule, &history), "at {instant}");
-    }
 }

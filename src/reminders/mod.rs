@@ -1,6 +1,6 @@
 //! Daily fee-renewal reminders: what the day calls for (`Store::reminder_plan`), enqueuing it
-//! by hand (`Store::enqueue_reminders`), and the once-a-day run the worker drives (`daily`,
-//! with its rule in `schedule`).
+//! by hand (`Store::enqueue_reminders`), and the once-a-day run the worker drives (`daily`;
+//! its rule is the database's `wecom_daily_reminders_due`).
 //!
 //! The reminders themselves are SQL (migration 0004): `wecom_fee_reminders_due` reads the
 //! school's view `active_enrollments_needing_renewal`, renders the templates in
@@ -9,7 +9,6 @@
 //! binary; this module only calls those functions and shows their result to people.
 
 pub mod daily;
-pub mod schedule;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
@@ -71,22 +70,6 @@ pub struct EnqueueReport {
     pub enqueued: i64,
     /// Inserted rows per destination.
     pub per_destination: BTreeMap<String, i64>,
-}
-
-/// The daily run's settings and record as stored, for [`daily`] to apply its rule to.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DailyState {
-    /// `wecom_settings.default_timezone`.
-    pub zone: String,
-    /// `wecom_settings.reminder_run_time` (`HH:MM`, or `off`).
-    pub run_time: String,
-    /// Whether the school's view `active_enrollments_needing_renewal` exists.
-    pub has_view: bool,
-    /// The last local day whose run is done.
-    pub last_done: Option<NaiveDate>,
-    /// The latest failed run: its day and when it failed.
-    pub failed_day: Option<NaiveDate>,
-    pub failed_at: Option<DateTime<Utc>>,
 }
 
 /// A WeCom body as a parent reads it in the group: the text, or a news card's title,

@@ -8,7 +8,7 @@ use super::{
     ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, NamedRobot, Result, RobotReport,
     SentRecord, StoreError,
 };
-use crate::reminders::{DailyState, DayPlan, EnqueueReport};
+use crate::reminders::{DayPlan, EnqueueReport};
 use crate::rules::decide::RobotSnapshot;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Duration;
@@ -216,12 +216,8 @@ impl Store {
         on_backend!(self, s => s.enqueue_reminders(date))
     }
 
-    /// The daily run's schedule settings and record, as stored.
-    pub async fn daily_state(&self) -> Result<DailyState> {
-        on_backend!(self, s => s.daily_state())
-    }
-
-    /// Run today's reminders now unless another runner has (`None`); how many were enqueued.
+    /// Run today's reminders if the database's rule says they are due and no other runner
+    /// has them (`None` otherwise); how many were enqueued.
     pub async fn run_daily_reminders(&self, runner: &str) -> Result<Option<i32>> {
         on_backend!(self, s => s.run_daily_reminders(runner))
     }

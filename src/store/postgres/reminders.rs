@@ -2,7 +2,7 @@
 //! run's record. The reminders themselves are SQL functions (migration 0004).
 
 use super::PgStore;
-use crate::reminders::{DailyState, DayPlan, DueReminder, EnqueueReport};
+use crate::reminders::{DayPlan, DueReminder, EnqueueReport};
 use chrono::NaiveDate;
 use sqlx::PgConnection;
 
@@ -23,24 +23,8 @@ WHERE dedupe_key = ANY($1) AND created_at = now()
 GROUP BY webhook_name ORDER BY webhook_name
 "#;
 
-/// The daily run's schedule settings and record.
-const DAILY_STATE: &str = r#"
-SELECT wecom_setting('default_timezone', 'Asia/Hong_Kong') AS zone,
-       wecom_setting('reminder_run_time', '09:00') AS run_time,
-       to_regclass('active_enrollments_needing_renewal') IS NOT NULL AS has_view,
-       (SELECT max(local_date) FROM wecom_daily_runs
-         WHERE job = 'fee_reminders' AND status = 'done') AS last_done,
-       f.local_date AS failed_day,
-       f.finished_at AS failed_at
-FROM (SELECT 1) one
-LEFT JOIN LATERAL (
-    SELECT local_date, finished_at FROM wecom_daily_runs
-    WHERE job = 'fee_reminders' AND status = 'failed'
-    ORDER BY local_date DESC LIMIT 1
-) f ON true
-"#;
-
-/// Takes an advisory lock, re-checks, enqueues and records the day in one transaction.
+/// Runs the day if `wecom_daily_reminders_due` says so: takes an advisory lock, re-checks,
+/// enqueues and records the day in one transaction.
 const RUN_DAILY: &str = "SELECT wecom_run_daily_reminders($1)";
 
 async fn resolve_day(
@@ -92,11 +76,6 @@ impl PgStore {
             enqueued: enqueued.into(),
             per_destination: rows.into_iter().collect(),
         })
-    }
-
-    /// The daily run's settings and record.
-    pub async fn daily_state(&self) -> sqlx::Result<DailyState> {
-        sqlx::query_as(DAILY_STATE).fetch_one(&self.pool).await
     }
 
     /// Run today's reminders now unless another runner has; how many were enqueued.
