@@ -183,7 +183,7 @@ BEGIN
     SET b64 = wecom_json_text(wecom_json_field(part, 'base64'));
     SET raw = FROM_BASE64(b64);
     IF raw IS NULL OR LENGTH(b64) % 4 <> 0
-       OR CAST(REPLACE(REPLACE(TO_BASE64(raw), '\r', ''), '\n', '') AS BINARY) <> CAST(b64 AS BINARY) THEN
+       OR CAST(REPLACE(REPLACE(TO_BASE64(raw), CHAR(13), ''), CHAR(10), '') AS BINARY) <> CAST(b64 AS BINARY) THEN
         RETURN 'image.base64 is not valid base64: use A-Z a-z 0-9 + / padded with = to a multiple of 4, without spaces or line breaks';
     END IF;
     IF LENGTH(raw) > 2097152 THEN

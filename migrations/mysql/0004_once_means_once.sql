@@ -168,7 +168,16 @@ BEGIN
             IF changed <> '' THEN
                 CALL wecom_refuse(CONCAT('wecom_outbox: ', changed, ' of row ', OLD.id, ' belong to the worker and cannot be changed; you may cancel a pending row or requeue a failed one with status'));
             END IF;
-            IF OLD.status = 'sending' THEN
+            -- (An UPDATE that changes nothing, such as ON DUPLICATE KEY UPDATE id = id for a
+            -- repeated dedupe_key, is no change to a row being sent.)
+            IF OLD.status = 'sending' AND NOT (
+                   NEW.webhook_name <=> OLD.webhook_name AND NEW.payload <=> OLD.payload
+                   AND NEW.content <=> OLD.content AND NEW.title <=> OLD.title
+                   AND NEW.description <=> OLD.description AND NEW.url <=> OLD.url
+                   AND NEW.picurl <=> OLD.picurl AND NEW.message_type <=> OLD.message_type
+                   AND NEW.enrollment_id <=> OLD.enrollment_id AND NEW.dedupe_key <=> OLD.dedupe_key
+                   AND NEW.priority <=> OLD.priority AND NEW.not_before <=> OLD.not_before
+                   AND NEW.expires_at <=> OLD.expires_at AND NEW.max_attempts <=> OLD.max_attempts) THEN
                 CALL wecom_refuse(CONCAT('wecom_outbox: row ', OLD.id, ' is being sent right now: change it after it is sent or failed'));
             END IF;
         END IF;
