@@ -9,6 +9,11 @@
 -- them as they are: their engine, charset, keys and rows are left alone. On a fresh database
 -- they are created (without the foreign keys: their tables are the school's, not ours).
 
+-- Literals in the routines below take the connection's collation when they are created: the
+-- server's default for utf8mb4, as their utf8mb4 variables and parameters have (sqlx would
+-- otherwise give utf8mb4_unicode_ci, and comparisons would mix collations).
+SET NAMES utf8mb4;
+
 CREATE TABLE IF NOT EXISTS wecom_webhooks (
     id                  INT AUTO_INCREMENT PRIMARY KEY,
     webhook_name        VARCHAR(100) NOT NULL UNIQUE,

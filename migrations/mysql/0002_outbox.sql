@@ -9,6 +9,11 @@
 -- Times are DATETIME(6) in UTC: the worker and these triggers use UTC_TIMESTAMP(6), never the
 -- session's time zone, and never CONVERT_TZ (Cloud SQL's time zone tables may be empty).
 
+-- Literals in the routines below take the connection's collation when they are created: the
+-- server's default for utf8mb4, as their utf8mb4 variables and parameters have (sqlx would
+-- otherwise give utf8mb4_unicode_ci, and comparisons would mix collations).
+SET NAMES utf8mb4;
+
 -- ---------------------------------------------------------------------------------------
 -- Robots: the Phase-1 table plus scheduling columns.
 -- ---------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 -- FROM_BASE64 / TO_BASE64 / MD5 / UNHEX, no regular expressions (their engines differ: ICU on
 -- MySQL 8, PCRE on MariaDB, and a 2.8 MB base64 must not hit either's limits).
 --
+-- Empty means zero characters: with PAD SPACE collations ' ' = '' is true, so emptiness is
+-- CHAR_LENGTH(...) = 0, and names (msgtype, card_type) are compared as binary strings.
+--
 -- How a refusal reads: SIGNAL SQLSTATE '45000' with MESSAGE_TEXT 'wecom_outbox: <the rule>'.
 -- MySQL 8.0 caps MESSAGE_TEXT at 128 characters (MariaDB at 512); the full text is also left in
 -- the session variable @wecom_problem, which a client can read after the error.
@@ -14,6 +17,11 @@
 -- JSON on the two servers: JSON_TYPE gives OBJECT, ARRAY, STRING, INTEGER, DOUBLE, BOOLEAN,
 -- NULL (MySQL also UNSIGNED INTEGER and DECIMAL: all numbers). A field is read with
 -- JSON_EXTRACT(obj, '$."name"'); absent gives SQL NULL, JSON null gives 'null'.
+
+-- Literals in the routines below take the connection's collation when they are created: the
+-- server's default for utf8mb4, as their utf8mb4 variables and parameters have (sqlx would
+-- otherwise give utf8mb4_unicode_ci, and comparisons would mix collations).
+SET NAMES utf8mb4;
 
 -- ---------------------------------------------------------------------------------------
 -- JSON helpers.
@@ -90,7 +98,7 @@ CREATE FUNCTION wecom_payload_required_string(obj LONGTEXT CHARACTER SET utf8mb4
     DETERMINISTIC NO SQL
 RETURN COALESCE(
     wecom_payload_type_problem(wecom_json_field(obj, name), 'a string', path, 'a string'),
-    IF(wecom_json_text(wecom_json_field(obj, name)) = '',
+    IF(CHAR_LENGTH(wecom_json_text(wecom_json_field(obj, name))) = 0,
        CONCAT(path, ' is required and must not be empty'), NULL));
 
 -- An optional string field: absent or null is fine, another JSON type is a problem.
@@ -145,7 +153,7 @@ BEGIN
     IF NOT wecom_json_is(content, 'a string') THEN
         RETURN wecom_payload_type_problem(content, 'a string', path, 'a string');
     END IF;
-    IF wecom_json_text(content) = '' THEN
+    IF CHAR_LENGTH(wecom_json_text(content)) = 0 THEN
         RETURN CONCAT(path, ' is empty: ', needs);
     END IF;
     SET bytes = wecom_utf8_bytes(wecom_json_text(content));
@@ -181,7 +189,11 @@ BEGIN
         RETURN problem;
     END IF;
     SET b64 = wecom_json_text(wecom_json_field(part, 'base64'));
-    SET raw = FROM_BASE64(b64);
+    decode: BEGIN
+        -- Bad base64 is a warning, made an error by strict mode in an INSERT: either way, not valid.
+        DECLARE EXIT HANDLER FOR SQLEXCEPTION, SQLWARNING SET raw = NULL;
+        SET raw = FROM_BASE64(b64);
+    END decode;
     IF raw IS NULL OR LENGTH(b64) % 4 <> 0
        OR CAST(REPLACE(REPLACE(TO_BASE64(raw), CHAR(13), ''), CHAR(10), '') AS BINARY) <> CAST(b64 AS BINARY) THEN
         RETURN 'image.base64 is not valid base64: use A-Z a-z 0-9 + / padded with = to a multiple of 4, without spaces or line breaks';
@@ -252,8 +264,8 @@ RETURN COALESCE(
     wecom_payload_optional_string(wecom_json_field(card, 'main_title'), 'title',
                                   'template_card.main_title.title'),
     wecom_payload_optional_string(card, 'sub_title_text', 'template_card.sub_title_text'),
-    IF(wecom_json_text(wecom_json_field(wecom_json_field(card, 'main_title'), 'title')) = ''
-       AND wecom_json_text(wecom_json_field(card, 'sub_title_text')) = '',
+    IF(CHAR_LENGTH(wecom_json_text(wecom_json_field(wecom_json_field(card, 'main_title'), 'title'))) = 0
+       AND CHAR_LENGTH(wecom_json_text(wecom_json_field(card, 'sub_title_text'))) = 0,
        'template_card needs main_title.title or sub_title_text (a non-empty string)', NULL));
 
 -- card_action: a required object; type the number 1 (then a url) or 2 (then an appid).

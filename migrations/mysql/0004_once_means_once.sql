@@ -9,6 +9,11 @@
 -- Triggers run with their definer's rights on both servers (the role that ran migrate), so a
 -- writer needs only INSERT (and SELECT) on wecom_outbox, never SELECT on wecom_webhooks.
 
+-- Literals in the routines below take the connection's collation when they are created: the
+-- server's default for utf8mb4, as their utf8mb4 variables and parameters have (sqlx would
+-- otherwise give utf8mb4_unicode_ci, and comparisons would mix collations).
+SET NAMES utf8mb4;
+
 -- ---------------------------------------------------------------------------------------
 -- THE LOG ROW, written whatever the school's table accepts. One row per outbox row that
 -- reached `sent` or `failed`; a requeued row that ends again updates its row. A reference the

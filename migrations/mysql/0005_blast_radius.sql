@@ -11,6 +11,11 @@
 -- Time zones are checked against wecom_timezones (filled by migrate from chrono-tz), never the
 -- server's time zone tables, which may be empty on Cloud SQL.
 
+-- Literals in the routines below take the connection's collation when they are created: the
+-- server's default for utf8mb4, as their utf8mb4 variables and parameters have (sqlx would
+-- otherwise give utf8mb4_unicode_ci, and comparisons would mix collations).
+SET NAMES utf8mb4;
+
 -- ---------------------------------------------------------------------------------------
 -- Shared checks. Each returns why the value cannot work, or NULL when it can.
 -- ---------------------------------------------------------------------------------------

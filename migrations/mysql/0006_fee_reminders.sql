@@ -12,6 +12,11 @@
 -- name) needs no time zone tables either: the procedure sets it so that the view's CURDATE()
 -- is the local day, and puts the session's zone back afterwards.
 
+-- Literals in the routines below take the connection's collation when they are created: the
+-- server's default for utf8mb4, as their utf8mb4 variables and parameters have (sqlx would
+-- otherwise give utf8mb4_unicode_ci, and comparisons would mix collations).
+SET NAMES utf8mb4;
+
 -- ---------------------------------------------------------------------------------------
 -- Zone offsets, and the local time in a zone.
 -- ---------------------------------------------------------------------------------------
