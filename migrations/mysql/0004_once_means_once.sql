@@ -1,7 +1,7 @@
 -- MySQL 8.0 / MariaDB 10.6+. Once means once (migrations/postgres/0005): a message WeCom
 -- accepted is logged whatever the school's log table accepts, and only the worker moves a row
 -- through its life; people may cancel or requeue, nothing else.
--- Ran on: MariaDB 10.11 only. Uses GET DIAGNOSTICS and DECLARE ... HANDLER (MySQL 5.6+), and
+-- Ran on: MariaDB 10.11 only. Uses REGEXP_REPLACE (MySQL 8.0.4+), GET DIAGNOSTICS and DECLARE ... HANDLER (MySQL 5.6+), and
 -- INSERT ... ON DUPLICATE KEY UPDATE c = VALUES(c), which MySQL 8.0.20+ still runs (with a
 -- deprecation warning) and MariaDB requires (it has no "AS new" row alias).
 --
@@ -25,6 +25,13 @@ SET NAMES utf8mb4;
 -- @wecom_log_note is NULL when the full row was written, otherwise what was left out and why.
 -- ---------------------------------------------------------------------------------------
 
+-- s with every character outside printable ASCII (and tab, CR, LF) replaced by '?': what any
+-- charset can store. (CONVERT(s USING ascii) would be an error in strict mode instead.)
+DROP FUNCTION IF EXISTS wecom_ascii;
+CREATE FUNCTION wecom_ascii(s LONGTEXT CHARACTER SET utf8mb4) RETURNS LONGTEXT CHARACTER SET utf8mb4
+    DETERMINISTIC NO SQL
+RETURN REGEXP_REPLACE(s, '[^ -~\t\r\n]', '?');
+
 -- The INSERT itself, shared by every attempt below. p_ascii: store the body as ASCII.
 DROP PROCEDURE IF EXISTS wecom_insert_log;
 CREATE PROCEDURE wecom_insert_log(IN p_outbox_id CHAR(36), IN p_enrollment_id BIGINT,
@@ -36,9 +43,9 @@ BEGIN
         (webhook_name, message_type, message_content, enrollment_id, send_status,
          send_timestamp, error_message, outbox_id, robot_name, errcode, attempts)
     SELECT o.webhook_name, o.message_type,
-           IF(p_ascii, CONVERT(CAST(o.payload AS CHAR) USING ascii), CAST(o.payload AS CHAR)),
+           IF(p_ascii, wecom_ascii(CAST(o.payload AS CHAR)), CAST(o.payload AS CHAR)),
            p_enrollment_id, o.status, o.sent_at,
-           IF(p_ascii, CONVERT(p_error USING ascii), p_error),
+           IF(p_ascii, wecom_ascii(p_error), p_error),
            o.id, o.robot_name, o.last_errcode, o.attempts
     FROM wecom_outbox o
     WHERE o.id = p_outbox_id
