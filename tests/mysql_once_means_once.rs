@@ -174,6 +174,12 @@ async fn people_may_cancel_a_pending_row_and_requeue_a_failed_one_and_nothing_el
         Some("edited"),
         "the payload built from content follows the edit"
     );
+    db.exec("UPDATE wecom_outbox SET content = 'EDITED' WHERE seq = 1").await;
+    assert_eq!(
+        db.text("SELECT JSON_UNQUOTE(JSON_EXTRACT(payload, '$.text.content')) FROM wecom_outbox WHERE seq = 1").await.as_deref(),
+        Some("EDITED"),
+        "an edit of case only is an edit too (the table's collation ignores case)"
+    );
     let e = db.exec_err("UPDATE wecom_outbox SET content = '' WHERE seq = 1").await;
     assert_eq!(e, "wecom_outbox: text.content is empty: WeCom needs 1 to 2048 UTF-8 bytes");
     db.exec(&format!("DELETE FROM wecom_outbox WHERE id = {}", id(1))).await;

@@ -463,7 +463,9 @@ BEGIN
 END;
 
 -- Refuse a row: 'wecom_outbox: <problem>' as SQLSTATE 45000. MySQL 8.0 caps MESSAGE_TEXT at
--- 128 characters (MariaDB at 512): the whole text is in @wecom_problem too.
+-- 128 characters (MariaDB at 512): the whole text is in @wecom_problem too. Error messages
+-- travel as utf8mb3 on both servers: Chinese survives, an emoji in a value arrives as '?'
+-- (@wecom_problem keeps it).
 DROP PROCEDURE IF EXISTS wecom_refuse;
 CREATE PROCEDURE wecom_refuse(IN p_problem TEXT CHARACTER SET utf8mb4)
     NO SQL

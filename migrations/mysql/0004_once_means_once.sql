@@ -136,7 +136,9 @@ END proc;
 -- Worker-owned columns. Anyone but the worker may cancel a row that has not gone, requeue one
 -- that failed, expired or was cancelled, and edit the message and its scheduling. Every other
 -- change to the row's life is refused with what to do instead (the messages of PostgreSQL's
--- wecom_outbox_guard). An edited message is checked like a new one.
+-- wecom_outbox_guard). An edited message is checked like a new one. Text is compared as
+-- binary strings: under the tables' case-insensitive, PAD SPACE collation 'hi' = 'HI ', and an
+-- edit that only changes case or trailing spaces is still an edit.
 -- ---------------------------------------------------------------------------------------
 DROP TRIGGER IF EXISTS wecom_outbox_before_update;
 CREATE TRIGGER wecom_outbox_before_update
@@ -149,7 +151,7 @@ BEGIN
             IF OLD.status = 'sending' THEN
                 CALL wecom_refuse(CONCAT('wecom_outbox: row ', OLD.id, ' is being sent right now (WeCom may already have it): its status cannot be changed to ', COALESCE(NEW.status, 'NULL'), '; wait until it is sent or failed'));
             ELSEIF NEW.status = 'cancelled' AND OLD.status IN ('pending', 'failed', 'expired') THEN
-                IF NEW.last_error <=> OLD.last_error THEN
+                IF CAST(NEW.last_error AS BINARY) <=> CAST(OLD.last_error AS BINARY) THEN
                     SET NEW.last_error = CONCAT('cancelled by ', USER());
                 END IF;
             ELSEIF NEW.status = 'pending' AND OLD.status IN ('failed', 'expired', 'cancelled') THEN
@@ -170,9 +172,9 @@ BEGIN
                 IF(NEW.seq <=> OLD.seq, NULL, 'seq'),
                 IF(NEW.attempts <=> OLD.attempts, NULL, 'attempts'),
                 IF(NEW.last_errcode <=> OLD.last_errcode, NULL, 'last_errcode'),
-                IF(NEW.last_error <=> OLD.last_error, NULL, 'last_error'),
-                IF(NEW.robot_name <=> OLD.robot_name, NULL, 'robot_name'),
-                IF(NEW.locked_by <=> OLD.locked_by, NULL, 'locked_by'),
+                IF(CAST(NEW.last_error AS BINARY) <=> CAST(OLD.last_error AS BINARY), NULL, 'last_error'),
+                IF(CAST(NEW.robot_name AS BINARY) <=> CAST(OLD.robot_name AS BINARY), NULL, 'robot_name'),
+                IF(CAST(NEW.locked_by AS BINARY) <=> CAST(OLD.locked_by AS BINARY), NULL, 'locked_by'),
                 IF(NEW.locked_until <=> OLD.locked_until, NULL, 'locked_until'),
                 IF(NEW.lease_token <=> OLD.lease_token, NULL, 'lease_token'),
                 IF(NEW.created_at <=> OLD.created_at, NULL, 'created_at'),
@@ -183,11 +185,11 @@ BEGIN
             -- (An UPDATE that changes nothing, such as ON DUPLICATE KEY UPDATE id = id for a
             -- repeated dedupe_key, is no change to a row being sent.)
             IF OLD.status = 'sending' AND NOT (
-                   NEW.webhook_name <=> OLD.webhook_name AND NEW.payload <=> OLD.payload
-                   AND NEW.content <=> OLD.content AND NEW.title <=> OLD.title
-                   AND NEW.description <=> OLD.description AND NEW.url <=> OLD.url
-                   AND NEW.picurl <=> OLD.picurl AND NEW.message_type <=> OLD.message_type
-                   AND NEW.enrollment_id <=> OLD.enrollment_id AND NEW.dedupe_key <=> OLD.dedupe_key
+                   CAST(NEW.webhook_name AS BINARY) <=> CAST(OLD.webhook_name AS BINARY) AND NEW.payload <=> OLD.payload
+                   AND CAST(NEW.content AS BINARY) <=> CAST(OLD.content AS BINARY) AND CAST(NEW.title AS BINARY) <=> CAST(OLD.title AS BINARY)
+                   AND CAST(NEW.description AS BINARY) <=> CAST(OLD.description AS BINARY) AND CAST(NEW.url AS BINARY) <=> CAST(OLD.url AS BINARY)
+                   AND CAST(NEW.picurl AS BINARY) <=> CAST(OLD.picurl AS BINARY) AND CAST(NEW.message_type AS BINARY) <=> CAST(OLD.message_type AS BINARY)
+                   AND NEW.enrollment_id <=> OLD.enrollment_id AND CAST(NEW.dedupe_key AS BINARY) <=> CAST(OLD.dedupe_key AS BINARY)
                    AND NEW.priority <=> OLD.priority AND NEW.not_before <=> OLD.not_before
                    AND NEW.expires_at <=> OLD.expires_at AND NEW.max_attempts <=> OLD.max_attempts) THEN
                 CALL wecom_refuse(CONCAT('wecom_outbox: row ', OLD.id, ' is being sent right now: change it after it is sent or failed'));
@@ -197,10 +199,10 @@ BEGIN
 
     -- The message: an UPDATE of the plain columns of a row whose payload was built from them
     -- builds it again, so the message sent is the one the row shows; any edit is checked.
-    IF NOT (NEW.webhook_name <=> OLD.webhook_name AND NEW.payload <=> OLD.payload
-            AND NEW.content <=> OLD.content AND NEW.title <=> OLD.title
-            AND NEW.description <=> OLD.description AND NEW.url <=> OLD.url
-            AND NEW.picurl <=> OLD.picurl AND NEW.message_type <=> OLD.message_type
+    IF NOT (CAST(NEW.webhook_name AS BINARY) <=> CAST(OLD.webhook_name AS BINARY) AND NEW.payload <=> OLD.payload
+            AND CAST(NEW.content AS BINARY) <=> CAST(OLD.content AS BINARY) AND CAST(NEW.title AS BINARY) <=> CAST(OLD.title AS BINARY)
+            AND CAST(NEW.description AS BINARY) <=> CAST(OLD.description AS BINARY) AND CAST(NEW.url AS BINARY) <=> CAST(OLD.url AS BINARY)
+            AND CAST(NEW.picurl AS BINARY) <=> CAST(OLD.picurl AS BINARY) AND CAST(NEW.message_type AS BINARY) <=> CAST(OLD.message_type AS BINARY)
             AND NEW.enrollment_id <=> OLD.enrollment_id) THEN
         IF NEW.payload <=> OLD.payload AND OLD.payload <=>
            wecom_payload_from_columns(OLD.content, OLD.title, OLD.description, OLD.url, OLD.picurl) THEN

@@ -130,7 +130,7 @@ BEGIN
     CALL wecom_webhooks_check(FALSE, NEW.timezone, OLD.timezone, NEW.send_days, OLD.send_days,
                               NEW.send_window_start, OLD.send_window_start,
                               NEW.send_window_end, OLD.send_window_end, NEW.rate_window, OLD.rate_window);
-    IF NOT (NEW.webhook_url <=> OLD.webhook_url) AND OLD.disabled_reason IS NOT NULL
+    IF NOT (CAST(NEW.webhook_url AS BINARY) <=> CAST(OLD.webhook_url AS BINARY)) AND OLD.disabled_reason IS NOT NULL
        AND NEW.is_active <=> OLD.is_active AND NEW.disabled_reason <=> OLD.disabled_reason THEN
         SET NEW.is_active = TRUE, NEW.disabled_reason = NULL;
     ELSEIF COALESCE(NEW.is_active, TRUE) AND NOT COALESCE(OLD.is_active, TRUE)
@@ -153,7 +153,7 @@ CREATE TRIGGER wecom_webhooks_after_update
     AFTER UPDATE ON wecom_webhooks
     FOR EACH ROW
 BEGIN
-    IF NOT (NEW.webhook_url <=> OLD.webhook_url AND NEW.is_active <=> OLD.is_active
+    IF NOT (CAST(NEW.webhook_url AS BINARY) <=> CAST(OLD.webhook_url AS BINARY) AND NEW.is_active <=> OLD.is_active
             AND NEW.pool_name <=> OLD.pool_name AND NEW.rate_limit <=> OLD.rate_limit
             AND NEW.rate_window <=> OLD.rate_window AND NEW.send_window_start <=> OLD.send_window_start
             AND NEW.send_window_end <=> OLD.send_window_end AND NEW.send_days <=> OLD.send_days
@@ -243,7 +243,7 @@ BEGIN
         END IF;
     WHEN kind = 'text' THEN
         IF v = '' THEN
-            RETURN CONCAT(p_name, ' is empty: give the renewal_action_status that gets reminders (default 🔴 Not Yet Renewed)');
+            RETURN CONCAT(p_name, ' is empty: give the renewal_action_status that gets reminders (default: the Not Yet Renewed status)');
         END IF;
     WHEN kind IN ('days', 'days_not_negative') THEN
         IF NOT wecom_is_int(v) THEN
@@ -306,7 +306,8 @@ BEGIN
         CALL wecom_refuse(CONCAT('wecom_settings: ', OLD.name, ' cannot be renamed, the worker and reminders read it: UPDATE its value instead'));
     END IF;
     -- A NULL value is left to the NOT NULL constraint.
-    IF NEW.value IS NOT NULL AND NOT (NEW.name <=> OLD.name AND NEW.value <=> OLD.value)
+    -- Compared as binary strings: 'asia/hong_kong' equals 'Asia/Hong_Kong' in the table's collation.
+    IF NEW.value IS NOT NULL AND NOT (NEW.name <=> OLD.name AND CAST(NEW.value AS BINARY) <=> CAST(OLD.value AS BINARY))
        AND wecom_setting_problem(NEW.name, NEW.value) IS NOT NULL THEN
         CALL wecom_refuse(CONCAT('wecom_settings: ', wecom_setting_problem(NEW.name, NEW.value)));
     END IF;
@@ -360,7 +361,7 @@ CREATE TRIGGER wecom_settings_after_update
     AFTER UPDATE ON wecom_settings
     FOR EACH ROW
 BEGIN
-    IF NOT (NEW.name <=> OLD.name AND NEW.value <=> OLD.value) THEN
+    IF NOT (NEW.name <=> OLD.name AND CAST(NEW.value AS BINARY) <=> CAST(OLD.value AS BINARY)) THEN
         CALL wecom_settings_changed(NEW.name);
     END IF;
 END;
