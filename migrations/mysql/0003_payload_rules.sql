@@ -520,9 +520,12 @@ BEGIN
         SET NEW.payload = wecom_payload_from_columns(NEW.content, NEW.title, NEW.description, NEW.url, NEW.picurl);
     END IF;
     CALL wecom_outbox_check_message(NEW.webhook_name, NEW.payload, NEW.message_type, NEW.enrollment_id);
-    -- Worker-owned columns: an INSERT cannot preset them.
-    SET NEW.id = UUID(),
-        NEW.seq = 0,
+    -- Worker-owned columns: an INSERT cannot preset them. MySQL has no RETURNING: the id given
+    -- to the last row this session wrote is in @wecom_last_outbox_id (a row that was not stored,
+    -- a repeated dedupe_key, has an id no row carries).
+    SET NEW.id = UUID();
+    SET @wecom_last_outbox_id = NEW.id;
+    SET NEW.seq = 0,
         NEW.status = 'pending',
         NEW.attempts = 0,
         NEW.last_errcode = NULL,

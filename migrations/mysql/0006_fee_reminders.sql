@@ -400,8 +400,11 @@ BEGIN
                         IF(d > local_today, wecom_local_to_utc(zone, TIMESTAMP(d, run_time)), UTC_TIMESTAMP(6)),
                         wecom_local_to_utc(zone, TIMESTAMP(d + INTERVAL 1 DAY)))
                 ON DUPLICATE KEY UPDATE id = id;
-                -- 1 for a new row; 0 for a repeated dedupe_key (an unchanged row).
-                SET p_enqueued = p_enqueued + IF(ROW_COUNT() = 1, 1, 0);
+                -- Stored, or a repeated dedupe_key? (ROW_COUNT() cannot say: with the client flag
+                -- CLIENT_FOUND_ROWS, which sqlx sets, an unchanged duplicate counts 1.)
+                IF EXISTS (SELECT 1 FROM wecom_outbox WHERE id = @wecom_last_outbox_id) THEN
+                    SET p_enqueued = p_enqueued + 1;
+                END IF;
             ELSE
                 SET p_skipped = p_skipped + 1;
                 SET p_problems = CONCAT_WS(CHAR(10), p_problems,

@@ -180,13 +180,17 @@ impl MyDb {
     }
 }
 
-/// Column `i` of a row as text, whatever the server sends (VARCHAR, TEXT, JSON as bytes).
+/// Column `i` of a row as text, whatever the server sends (VARCHAR, TEXT, an integer, JSON as bytes).
 pub fn text_at(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
-    row.try_get::<Option<String>, _>(i).unwrap_or_else(|_| {
-        row.try_get::<Option<Vec<u8>>, _>(i)
-            .expect("a text column")
-            .map(|b| String::from_utf8(b).expect("UTF-8"))
-    })
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v;
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map(|n| n.to_string());
+    }
+    row.try_get::<Option<Vec<u8>>, _>(i)
+        .expect("a text, integer or binary column")
+        .map(|b| String::from_utf8(b).expect("UTF-8"))
 }
 
 /// What a refusal said: the server's message (MESSAGE_TEXT for a SIGNAL).
