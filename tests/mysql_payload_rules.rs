@@ -16,7 +16,12 @@ fn expand(v: Value) -> Value {
     match v {
         Value::Object(o) if o.contains_key("$repeat") => {
             let times = o["$repeat"][1].as_u64().expect("$repeat: [text, times]") as usize;
-            Value::String(o["$repeat"][0].as_str().expect("$repeat text").repeat(times))
+            Value::String(
+                o["$repeat"][0]
+                    .as_str()
+                    .expect("$repeat text")
+                    .repeat(times),
+            )
         }
         Value::Object(o) if o.contains_key("$concat") => Value::String(
             o["$concat"]
@@ -34,7 +39,9 @@ fn expand(v: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_corpus_case_is_accepted_or_refused_at_insert_with_the_corpus_rule() {
-    let Some(db) = MyDb::migrated("corpus").await else { return };
+    let Some(db) = MyDb::migrated("corpus").await else {
+        return;
+    };
     db.add_robot("parent_group").await;
     let file: Value = serde_json::from_str(CORPUS).expect("corpus.json is JSON");
     let cases = file["cases"].as_array().expect("cases");
@@ -42,10 +49,12 @@ async fn every_corpus_case_is_accepted_or_refused_at_insert_with_the_corpus_rule
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let payload = expand(case["payload"].clone()).to_string();
-        let result = sqlx::query("INSERT INTO wecom_outbox (webhook_name, payload) VALUES ('parent_group', ?)")
-            .bind(&payload)
-            .execute(&db.pool)
-            .await;
+        let result = sqlx::query(
+            "INSERT INTO wecom_outbox (webhook_name, payload) VALUES ('parent_group', ?)",
+        )
+        .bind(&payload)
+        .execute(&db.pool)
+        .await;
         match (case["accepted"].as_bool().unwrap(), result) {
             (true, Ok(_)) => {}
             (true, Err(e)) => disagreements.push(format!("{name}: refused: {}", error_text(&e))),
@@ -62,7 +71,18 @@ async fn every_corpus_case_is_accepted_or_refused_at_insert_with_the_corpus_rule
             }
         }
     }
-    let accepted = cases.iter().filter(|c| c["accepted"] == Value::Bool(true)).count() as i64;
-    assert!(disagreements.is_empty(), "MariaDB disagrees with the corpus:\n{}", disagreements.join("\n"));
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox").await, accepted, "refused rows left nothing");
+    let accepted = cases
+        .iter()
+        .filter(|c| c["accepted"] == Value::Bool(true))
+        .count() as i64;
+    assert!(
+        disagreements.is_empty(),
+        "MariaDB disagrees with the corpus:\n{}",
+        disagreements.join("\n")
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_outbox").await,
+        accepted,
+        "refused rows left nothing"
+    );
 }

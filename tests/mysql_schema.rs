@@ -21,7 +21,9 @@ async fn table_charset(db: &MyDb, table: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_adopt_the_schools_023_tables_with_their_foreign_keys_and_keep_every_row() {
-    let Some(db) = MyDb::empty("adopt023").await else { return };
+    let Some(db) = MyDb::empty("adopt023").await else {
+        return;
+    };
     // An older school: utf8 (3-byte) tables, as MySQL 5.7 made them. Nothing is converted.
     db.exec(&phase1("utf8")).await;
     db.exec(
@@ -36,17 +38,39 @@ async fn migrations_adopt_the_schools_023_tables_with_their_foreign_keys_and_kee
     )
     .await;
 
-    assert_eq!(db.migrate().await.expect("first migrate"), 6, "every migration runs once");
-    assert_eq!(db.migrate().await.expect("second migrate"), 0, "a second migrate is a no-op");
-
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_webhooks").await, 1, "robots kept");
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_message_log").await, 1, "log rows kept");
     assert_eq!(
-        db.count("SELECT COUNT(*) FROM wecom_message_log WHERE enrollment_id = 2 AND session_id = 1").await,
+        db.migrate().await.expect("first migrate"),
+        6,
+        "every migration runs once"
+    );
+    assert_eq!(
+        db.migrate().await.expect("second migrate"),
+        0,
+        "a second migrate is a no-op"
+    );
+
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_webhooks").await,
+        1,
+        "robots kept"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_message_log").await,
+        1,
+        "log rows kept"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM wecom_message_log WHERE enrollment_id = 2 AND session_id = 1"
+        )
+        .await,
         1,
         "log references kept"
     );
-    assert_eq!(db.text("SELECT wecom_userid FROM tutors").await.as_deref(), Some("lee01"));
+    assert_eq!(
+        db.text("SELECT wecom_userid FROM tutors").await.as_deref(),
+        Some("lee01")
+    );
     let fks = db
         .count(
             "SELECT COUNT(*) FROM information_schema.referential_constraints \
@@ -55,10 +79,16 @@ async fn migrations_adopt_the_schools_023_tables_with_their_foreign_keys_and_kee
         )
         .await;
     assert_eq!(fks, 2, "the school's foreign keys are still there");
-    assert_eq!(table_charset(&db, "wecom_message_log").await, "utf8mb3", "the school's charset is kept");
+    assert_eq!(
+        table_charset(&db, "wecom_message_log").await,
+        "utf8mb3",
+        "the school's charset is kept"
+    );
     assert_eq!(table_charset(&db, "wecom_outbox").await, "utf8mb4");
     assert_eq!(
-        db.text("SELECT destination FROM wecom_webhooks").await.as_deref(),
+        db.text("SELECT destination FROM wecom_webhooks")
+            .await
+            .as_deref(),
         Some("admin_group"),
         "the generated destination column covers adopted rows"
     );
@@ -81,11 +111,21 @@ async fn migrations_adopt_the_schools_023_tables_with_their_foreign_keys_and_kee
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_database_gets_every_table_and_a_second_migrate_changes_nothing() {
-    let Some(db) = MyDb::migrated("fresh").await else { return };
+    let Some(db) = MyDb::migrated("fresh").await else {
+        return;
+    };
     for table in [
-        "wecom_webhooks", "wecom_message_log", "wecom_outbox", "wecom_robot_state", "wecom_rate_slots",
-        "wecom_settings", "wecom_log_columns", "wecom_replica_notes", "wecom_timezones",
-        "wecom_templates", "wecom_daily_runs",
+        "wecom_webhooks",
+        "wecom_message_log",
+        "wecom_outbox",
+        "wecom_robot_state",
+        "wecom_rate_slots",
+        "wecom_settings",
+        "wecom_log_columns",
+        "wecom_replica_notes",
+        "wecom_timezones",
+        "wecom_templates",
+        "wecom_daily_runs",
     ] {
         let n = db
             .count(&format!(
@@ -97,19 +137,29 @@ async fn a_fresh_database_gets_every_table_and_a_second_migrate_changes_nothing(
     }
     let settings = db.count("SELECT COUNT(*) FROM wecom_settings").await;
     assert_eq!(db.migrate().await.unwrap(), 0);
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_settings").await, settings);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_settings").await,
+        settings
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chinese_name_and_an_emoji_survive_the_outbox_and_the_log() {
-    let Some(db) = MyDb::migrated("utf8mb4").await else { return };
+    let Some(db) = MyDb::migrated("utf8mb4").await else {
+        return;
+    };
     db.add_robot("parent_group").await;
     db.exec("INSERT INTO wecom_outbox (webhook_name, content, message_type) VALUES ('parent_group', '陳小明 🔴 Not Yet Renewed', 'fee_reminder')").await;
     assert_eq!(
-        db.text("SELECT JSON_UNQUOTE(JSON_EXTRACT(payload, '$.text.content')) FROM wecom_outbox").await.as_deref(),
+        db.text("SELECT JSON_UNQUOTE(JSON_EXTRACT(payload, '$.text.content')) FROM wecom_outbox")
+            .await
+            .as_deref(),
         Some("陳小明 🔴 Not Yet Renewed")
     );
-    assert_eq!(db.text("SELECT content FROM wecom_outbox").await.as_deref(), Some("陳小明 🔴 Not Yet Renewed"));
+    assert_eq!(
+        db.text("SELECT content FROM wecom_outbox").await.as_deref(),
+        Some("陳小明 🔴 Not Yet Renewed")
+    );
     // As the worker records it: the log row carries the same body.
     let mut worker = db.connection().await;
     sqlx::raw_sql(
@@ -130,24 +180,56 @@ async fn a_chinese_name_and_an_emoji_survive_the_outbox_and_the_log() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repeated_dedupe_key_is_a_no_op_for_insert_ignore_and_on_duplicate_key_update() {
-    let Some(db) = MyDb::migrated("dedupe").await else { return };
+    let Some(db) = MyDb::migrated("dedupe").await else {
+        return;
+    };
     db.add_robot("parent_group").await;
     let insert = "INSERT {ignore} INTO wecom_outbox (webhook_name, content, dedupe_key) VALUES ('parent_group', '{text}', 'k1') {tail}";
-    db.exec(&insert.replace("{ignore}", "").replace("{text}", "first").replace("{tail}", "")).await;
+    db.exec(
+        &insert
+            .replace("{ignore}", "")
+            .replace("{text}", "first")
+            .replace("{tail}", ""),
+    )
+    .await;
     let id = db.text("SELECT id FROM wecom_outbox").await;
-    db.exec(&insert.replace("{ignore}", "IGNORE").replace("{text}", "second").replace("{tail}", "")).await;
-    db.exec(&insert.replace("{ignore}", "").replace("{text}", "third").replace("{tail}", "ON DUPLICATE KEY UPDATE id = id")).await;
+    db.exec(
+        &insert
+            .replace("{ignore}", "IGNORE")
+            .replace("{text}", "second")
+            .replace("{tail}", ""),
+    )
+    .await;
+    db.exec(
+        &insert
+            .replace("{ignore}", "")
+            .replace("{text}", "third")
+            .replace("{tail}", "ON DUPLICATE KEY UPDATE id = id"),
+    )
+    .await;
     // Also while the row is being sent: a repeat changes nothing, so it is no change to refuse.
     db.exec("SET @wecom_actor = 'worker'; UPDATE wecom_outbox SET status = 'sending'; SET @wecom_actor = NULL;").await;
-    db.exec(&insert.replace("{ignore}", "").replace("{text}", "fourth").replace("{tail}", "ON DUPLICATE KEY UPDATE id = id")).await;
+    db.exec(
+        &insert
+            .replace("{ignore}", "")
+            .replace("{text}", "fourth")
+            .replace("{tail}", "ON DUPLICATE KEY UPDATE id = id"),
+    )
+    .await;
     assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox").await, 1);
     assert_eq!(db.text("SELECT id FROM wecom_outbox").await, id);
-    assert_eq!(db.text("SELECT content FROM wecom_outbox").await.as_deref(), Some("first"));
+    assert_eq!(
+        db.text("SELECT content FROM wecom_outbox").await.as_deref(),
+        Some("first")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_insert_cannot_preset_worker_owned_columns_and_rows_keep_the_order_they_were_written_in() {
-    let Some(db) = MyDb::migrated("owned").await else { return };
+async fn an_insert_cannot_preset_worker_owned_columns_and_rows_keep_the_order_they_were_written_in()
+{
+    let Some(db) = MyDb::migrated("owned").await else {
+        return;
+    };
     db.add_robot("parent_group").await;
     db.exec(
         "INSERT INTO wecom_outbox (id, seq, webhook_name, content, status, attempts, last_error, locked_by,
@@ -166,32 +248,63 @@ async fn an_insert_cannot_preset_worker_owned_columns_and_rows_keep_the_order_th
         .await;
     assert_eq!(presets, 0, "the trigger set every worker-owned column");
     assert_eq!(
-        db.text("SELECT GROUP_CONCAT(content ORDER BY seq) FROM wecom_outbox").await.as_deref(),
+        db.text("SELECT GROUP_CONCAT(content ORDER BY seq) FROM wecom_outbox")
+            .await
+            .as_deref(),
         Some("one,two,three"),
         "seq is the order rows were written in, whatever the INSERT said"
     );
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox WHERE not_before <= UTC_TIMESTAMP(6)").await, 3);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_outbox WHERE not_before <= UTC_TIMESTAMP(6)")
+            .await,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_to_no_destination_or_to_a_pooled_robots_own_name_is_refused_naming_it() {
-    let Some(db) = MyDb::migrated("dest").await else { return };
+    let Some(db) = MyDb::migrated("dest").await else {
+        return;
+    };
     db.exec("INSERT INTO wecom_webhooks (webhook_name, webhook_url, pool_name) VALUES ('robot_1', 'http://127.0.0.1:9/?key=a', 'parent_group')").await;
-    db.exec("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('parent_group', 'to the pool')").await;
-    let unknown = db.exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('no_such_group', 'hi')").await;
+    db.exec(
+        "INSERT INTO wecom_outbox (webhook_name, content) VALUES ('parent_group', 'to the pool')",
+    )
+    .await;
+    let unknown = db
+        .exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('no_such_group', 'hi')")
+        .await;
     assert_eq!(unknown, "wecom_outbox: unknown destination no_such_group: no robot or pool of that name in wecom_webhooks");
-    let pooled = db.exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('robot_1', 'hi')").await;
-    assert_eq!(pooled, "wecom_outbox: robot robot_1 belongs to pool parent_group: send to the pool parent_group");
-    let missing = db.exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('', 'hi')").await;
+    let pooled = db
+        .exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('robot_1', 'hi')")
+        .await;
+    assert_eq!(
+        pooled,
+        "wecom_outbox: robot robot_1 belongs to pool parent_group: send to the pool parent_group"
+    );
+    let missing = db
+        .exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('', 'hi')")
+        .await;
     assert!(missing.contains("webhook_name is required"), "{missing}");
-    let nothing = db.exec_err("INSERT INTO wecom_outbox (webhook_name) VALUES ('parent_group')").await;
-    assert_eq!(nothing, "wecom_outbox: no message: set payload, content, or title and url");
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox").await, 1, "nothing refused was stored");
+    let nothing = db
+        .exec_err("INSERT INTO wecom_outbox (webhook_name) VALUES ('parent_group')")
+        .await;
+    assert_eq!(
+        nothing,
+        "wecom_outbox: no message: set payload, content, or title and url"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_outbox").await,
+        1,
+        "nothing refused was stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn title_and_url_make_a_news_message_for_writers_that_cannot_build_json() {
-    let Some(db) = MyDb::migrated("news").await else { return };
+    let Some(db) = MyDb::migrated("news").await else {
+        return;
+    };
     db.add_robot("parent_group").await;
     db.exec("INSERT INTO wecom_outbox (webhook_name, title, url) VALUES ('parent_group', '💰 學費 - 陳小明', 'https://school.example/pay')").await;
     let payload: serde_json::Value =
@@ -201,13 +314,20 @@ async fn title_and_url_make_a_news_message_for_writers_that_cannot_build_json() 
         serde_json::json!({"msgtype": "news", "news": {"articles": [
             {"title": "💰 學費 - 陳小明", "url": "https://school.example/pay"}]}})
     );
-    let no_url = db.exec_err("INSERT INTO wecom_outbox (webhook_name, title) VALUES ('parent_group', 't')").await;
-    assert_eq!(no_url, "wecom_outbox: news.articles[0].url is required and must not be empty");
+    let no_url = db
+        .exec_err("INSERT INTO wecom_outbox (webhook_name, title) VALUES ('parent_group', 't')")
+        .await;
+    assert_eq!(
+        no_url,
+        "wecom_outbox: news.articles[0].url is required and must not be empty"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn markdown_to_an_external_customer_group_is_refused_with_why() {
-    let Some(db) = MyDb::migrated("external").await else { return };
+    let Some(db) = MyDb::migrated("external").await else {
+        return;
+    };
     db.exec("INSERT INTO wecom_webhooks (webhook_name, webhook_url, is_external) VALUES ('parent_group', 'http://127.0.0.1:9/?key=a', TRUE)").await;
     let e = db
         .exec_err(r#"INSERT INTO wecom_outbox (webhook_name, payload) VALUES ('parent_group', '{"msgtype":"markdown","markdown":{"content":"**hi**"}}')"#)
@@ -218,7 +338,9 @@ async fn markdown_to_an_external_customer_group_is_refused_with_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_whose_log_entry_the_schools_log_could_not_hold_is_refused_at_insert() {
-    let Some(db) = MyDb::empty("logfit").await else { return };
+    let Some(db) = MyDb::empty("logfit").await else {
+        return;
+    };
     db.exec(&phase1("utf8mb4")).await;
     db.migrate().await.unwrap();
     db.add_robot("parent_group").await;

@@ -10,10 +10,14 @@ use mysql_support::MyDb;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_default_timezone_that_is_no_iana_zone_is_refused_and_changes_nothing() {
-    let Some(db) = MyDb::migrated("badzone").await else { return };
+    let Some(db) = MyDb::migrated("badzone").await else {
+        return;
+    };
     for zone in ["Mars/Olympus", "asia/hong_kong", "HKT", "UTC+8", ""] {
         let e = db
-            .exec_err(&format!("UPDATE wecom_settings SET value = '{zone}' WHERE name = 'default_timezone'"))
+            .exec_err(&format!(
+                "UPDATE wecom_settings SET value = '{zone}' WHERE name = 'default_timezone'"
+            ))
             .await;
         assert_eq!(
             e,
@@ -21,17 +25,23 @@ async fn a_default_timezone_that_is_no_iana_zone_is_refused_and_changes_nothing(
         );
     }
     assert_eq!(
-        db.text("SELECT value FROM wecom_settings WHERE name = 'default_timezone'").await.as_deref(),
+        db.text("SELECT value FROM wecom_settings WHERE name = 'default_timezone'")
+            .await
+            .as_deref(),
         Some("Asia/Hong_Kong")
     );
     // A zone migrate added from chrono-tz is taken.
-    db.exec("INSERT INTO wecom_timezones (name) VALUES ('Europe/Paris')").await;
-    db.exec("UPDATE wecom_settings SET value = 'Europe/Paris' WHERE name = 'default_timezone'").await;
+    db.exec("INSERT INTO wecom_timezones (name) VALUES ('Europe/Paris')")
+        .await;
+    db.exec("UPDATE wecom_settings SET value = 'Europe/Paris' WHERE name = 'default_timezone'")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn robot_rows_that_could_never_send_are_refused_naming_the_value() {
-    let Some(db) = MyDb::migrated("badrobot").await else { return };
+    let Some(db) = MyDb::migrated("badrobot").await else {
+        return;
+    };
     db.add_robot("parent_group").await;
     let cases = [
         ("send_days = '[]'", "wecom_webhooks: send_days is empty ([]), so the robot would never send: set it to NULL for every day, or list ISO weekdays such as [1,2,3,4,5]"),
@@ -45,12 +55,16 @@ async fn robot_rows_that_could_never_send_are_refused_naming_the_value() {
         ("rate_window = 40000000", "wecom_webhooks: rate_window 40000000 seconds is longer than 366 days: give a window of at most a year (WeCom's own is 60 seconds)"),
     ];
     for (set, want) in cases {
-        let e = db.exec_err(&format!("UPDATE wecom_webhooks SET {set}")).await;
+        let e = db
+            .exec_err(&format!("UPDATE wecom_webhooks SET {set}"))
+            .await;
         assert_eq!(e, want, "UPDATE … SET {set}");
     }
     // The CHECKs the table carries say the rest.
-    db.exec_err("UPDATE wecom_webhooks SET rate_limit = 0").await;
-    db.exec_err("UPDATE wecom_webhooks SET send_window_start = '09:00'").await;
+    db.exec_err("UPDATE wecom_webhooks SET rate_limit = 0")
+        .await;
+    db.exec_err("UPDATE wecom_webhooks SET send_window_start = '09:00'")
+        .await;
     // The same rules at INSERT.
     let e = db
         .exec_err("INSERT INTO wecom_webhooks (webhook_name, webhook_url, send_days) VALUES ('r2', 'http://127.0.0.1:9/?key=b', '[]')")
@@ -68,8 +82,12 @@ async fn robot_rows_that_could_never_send_are_refused_naming_the_value() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_are_checked_the_way_their_readers_use_them_and_known_ones_cannot_be_deleted() {
-    let Some(db) = MyDb::migrated("settings").await else { return };
-    let set = |name: &str, value: &str| format!("UPDATE wecom_settings SET value = '{value}' WHERE name = '{name}'");
+    let Some(db) = MyDb::migrated("settings").await else {
+        return;
+    };
+    let set = |name: &str, value: &str| {
+        format!("UPDATE wecom_settings SET value = '{value}' WHERE name = '{name}'")
+    };
     let cases = [
         (set("reminder_min_days", "soon"), "wecom_settings: reminder_min_days 'soon' is not a whole number of days, such as 7"),
         (set("conversion_window_days", "-1"), "wecom_settings: conversion_window_days -1 is negative: give 0 or more days"),
@@ -84,7 +102,11 @@ async fn settings_are_checked_the_way_their_readers_use_them_and_known_ones_cann
     for (sql, want) in cases {
         assert_eq!(db.exec_err(&sql).await, want, "{sql}");
     }
-    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_settings").await, 11, "nothing changed");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_settings").await,
+        11,
+        "nothing changed"
+    );
     db.exec(&set("reminder_run_time", "off")).await;
     db.exec(&set("reminder_cadence", "7, 3, 1, 0")).await;
     db.exec(&set("reminder_min_days", "+1")).await;
@@ -92,18 +114,37 @@ async fn settings_are_checked_the_way_their_readers_use_them_and_known_ones_cann
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fixing_the_default_zone_puts_back_the_robots_disabled_for_it_and_no_others() {
-    let Some(db) = MyDb::migrated("victims").await else { return };
+    let Some(db) = MyDb::migrated("victims").await else {
+        return;
+    };
     db.exec(
         "INSERT INTO wecom_webhooks (webhook_name, webhook_url, is_active, disabled_reason) VALUES
            ('zone_victim', 'http://127.0.0.1:9/?key=a', FALSE, 'timezone \"Mars/Olympus\" is not an IANA time zone name'),
            ('gone', 'http://127.0.0.1:9/?key=b', FALSE, 'WeCom 93000: invalid webhook url');",
     )
     .await;
-    db.exec("UPDATE wecom_settings SET value = 'Asia/Shanghai' WHERE name = 'default_timezone'").await;
-    assert_eq!(db.count("SELECT is_active FROM wecom_webhooks WHERE webhook_name = 'zone_victim'").await, 1);
-    assert_eq!(db.text("SELECT disabled_reason FROM wecom_webhooks WHERE webhook_name = 'zone_victim'").await, None);
-    assert_eq!(db.count("SELECT is_active FROM wecom_webhooks WHERE webhook_name = 'gone'").await, 0);
+    db.exec("UPDATE wecom_settings SET value = 'Asia/Shanghai' WHERE name = 'default_timezone'")
+        .await;
+    assert_eq!(
+        db.count("SELECT is_active FROM wecom_webhooks WHERE webhook_name = 'zone_victim'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.text("SELECT disabled_reason FROM wecom_webhooks WHERE webhook_name = 'zone_victim'")
+            .await,
+        None
+    );
+    assert_eq!(
+        db.count("SELECT is_active FROM wecom_webhooks WHERE webhook_name = 'gone'")
+            .await,
+        0
+    );
     // A new URL for the gone robot puts it back in service.
     db.exec("UPDATE wecom_webhooks SET webhook_url = 'http://127.0.0.1:9/?key=c' WHERE webhook_name = 'gone'").await;
-    assert_eq!(db.count("SELECT is_active FROM wecom_webhooks WHERE webhook_name = 'gone'").await, 1);
+    assert_eq!(
+        db.count("SELECT is_active FROM wecom_webhooks WHERE webhook_name = 'gone'")
+            .await,
+        1
+    );
 }

@@ -80,7 +80,10 @@ impl MyDb {
         let server = server_url(test)?;
         let name = format!(
             "wecom_{}_{}_{}",
-            test.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>(),
+            test.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(24)
+                .collect::<String>(),
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
@@ -225,7 +228,10 @@ impl Drop for MyDb {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| h.block_on(work));
             }
-            _ => eprintln!("MyDb {}: not dropped (not on a multi-thread runtime)", self.name),
+            _ => eprintln!(
+                "MyDb {}: not dropped (not on a multi-thread runtime)",
+                self.name
+            ),
         }
     }
 }
