@@ -204,8 +204,10 @@ BEGIN
             AND CAST(NEW.description AS BINARY) <=> CAST(OLD.description AS BINARY) AND CAST(NEW.url AS BINARY) <=> CAST(OLD.url AS BINARY)
             AND CAST(NEW.picurl AS BINARY) <=> CAST(OLD.picurl AS BINARY) AND CAST(NEW.message_type AS BINARY) <=> CAST(OLD.message_type AS BINARY)
             AND NEW.enrollment_id <=> OLD.enrollment_id) THEN
-        IF NEW.payload <=> OLD.payload AND OLD.payload <=>
-           wecom_payload_from_columns(OLD.content, OLD.title, OLD.description, OLD.url, OLD.picurl) THEN
+        -- JSON_EXTRACT(x, '$') on both sides: MySQL 8 then compares JSON with JSON (a JSON
+        -- column against text would compare it with a JSON string); MariaDB compares the texts.
+        IF NEW.payload <=> OLD.payload AND JSON_EXTRACT(OLD.payload, '$') <=> JSON_EXTRACT(
+               wecom_payload_from_columns(OLD.content, OLD.title, OLD.description, OLD.url, OLD.picurl), '$') THEN
             SET NEW.payload = NULL;
         END IF;
         IF NEW.payload IS NULL THEN
