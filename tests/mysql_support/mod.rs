@@ -173,6 +173,18 @@ impl MyDb {
         options.connect().await.expect("connect")
     }
 
+    /// A connection to this database as another login (created by the test with CREATE USER).
+    pub async fn login(&self, user: &str, password: &str) -> Result<MySqlConnection, sqlx::Error> {
+        MySqlConnectOptions::from_str(&with_database(&self.server, &self.name))
+            .expect("a mysql:// URL")
+            .username(user)
+            .password(password)
+            .charset("utf8mb4")
+            .disable_statement_logging()
+            .connect()
+            .await
+    }
+
     /// A robot (and so a destination) named `name`.
     pub async fn add_robot(&self, name: &str) {
         self.exec(&format!(
