@@ -357,3 +357,49 @@ async fn a_row_whose_log_entry_the_schools_log_could_not_hold_is_refused_at_inse
     assert_eq!(big, "wecom_outbox: enrollment_id 3000000000 does not fit wecom_message_log.enrollment_id (int(11), -2147483648 to 2147483647)");
     assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_migration_script_can_run_again_over_its_own_result_and_keeps_every_row() {
+    // MySQL commits each DDL statement on its own: a migration cut off half-way must be able to
+    // run again from the top. Every script is written so (information_schema guards, IF NOT
+    // EXISTS, INSERT IGNORE, DROP … IF EXISTS before CREATE).
+    let Some(db) = MyDb::empty("rerun").await else {
+        return;
+    };
+    db.exec(&phase1("utf8mb4")).await;
+    db.migrate().await.unwrap();
+    db.add_robot("parent_group").await;
+    db.exec("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('parent_group', 'kept')")
+        .await;
+    db.exec("UPDATE wecom_settings SET value = 'Asia/Shanghai' WHERE name = 'default_timezone'")
+        .await;
+    let mut files: Vec<_> = std::fs::read_dir(mysql_support::MIGRATIONS)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6);
+    for file in files {
+        let sql = std::fs::read_to_string(&file).unwrap();
+        if let Err(e) = sqlx::raw_sql(&sql).execute(&db.pool).await {
+            panic!("{} cannot run again: {e}", file.display());
+        }
+    }
+    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox").await, 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_webhooks").await, 1);
+    assert_eq!(
+        db.text("SELECT value FROM wecom_settings WHERE name = 'default_timezone'")
+            .await
+            .as_deref(),
+        Some("Asia/Shanghai"),
+        "a DBA's setting is not put back to the default"
+    );
+    db.exec(
+        "INSERT INTO wecom_outbox (webhook_name, content) VALUES ('parent_group', 'still checked')",
+    )
+    .await;
+    assert!(db
+        .exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('parent_group', '')")
+        .await
+        .contains("text.content is empty"));
+}
