@@ -74,10 +74,10 @@ FOR UPDATE OF s SKIP LOCKED
 const RECENT_SENDS: &str = r#"
 WITH forgotten AS (
     DELETE FROM wecom_rate_slots
-    WHERE robot_id = $1 AND at <= $2 - make_interval(secs => $3)
+    WHERE robot_id = $1 AND at <= $2::timestamptz - make_interval(secs => $3)
 )
 SELECT at FROM wecom_rate_slots
-WHERE robot_id = $1 AND at > $2 - make_interval(secs => $3)
+WHERE robot_id = $1 AND at > $2::timestamptz - make_interval(secs => $3)
 "#;
 
 /// THE CLAIM: the destination's best pending rows, skipping rows another replica holds,

@@ -425,7 +425,7 @@ const LOG_TEST: &str = r#"
 INSERT INTO wecom_message_log
     (webhook_name, message_type, message_content, send_status, send_timestamp,
      error_message, robot_name, errcode, attempts)
-VALUES (left($1, 100), 'send_test', $2, $3, CASE WHEN $3 = 'sent' THEN now() END, $4, $5, $6, 1)
+VALUES (left($1, 100), 'send_test', $2, $3::text, CASE WHEN $3::text = 'sent' THEN now() END, $4, $5, $6, 1)
 "#;
 
 impl PgStore {
