@@ -21,14 +21,25 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Deliver WeCom group-robot messages from a PostgreSQL outbox, within WeCom's limits.
+/// Deliver WeCom group-robot messages from a database outbox, within WeCom's limits.
 #[derive(Debug, Parser)]
 #[command(name = "wecom-outbox", version, propagate_version = true)]
-#[command(
-    after_help = "New here? `wecom-outbox demo` shows it all working in about ten seconds.\n\
+#[cfg_attr(
+    feature = "fake-wecom",
+    command(
+        after_help = "New here? `wecom-outbox demo` shows it all working in about ten seconds.\n\
 Then `wecom-outbox migrate`, and `wecom-outbox run` (one or more replicas).\n\
 Messages are rows INSERTed into wecom_outbox; see README.md and docs/guide.md.\n\
 Each command explains itself: wecom-outbox help COMMAND."
+    )
+)]
+#[cfg_attr(
+    not(feature = "fake-wecom"),
+    command(
+        after_help = "Start with `wecom-outbox migrate`, then `wecom-outbox run` (one or more replicas).\n\
+Messages are rows INSERTed into wecom_outbox; see README.md and docs/guide.md.\n\
+Each command explains itself: wecom-outbox help COMMAND."
+    )
 )]
 pub struct Cli {
     #[command(subcommand)]
