@@ -139,7 +139,12 @@ INSERT INTO wecom_replica_notes (worker_id, robot_id, note) VALUES ($1, $2, $3)
 ON CONFLICT (worker_id, robot_id) DO UPDATE SET note = EXCLUDED.note, noted_at = now()
 "#;
 
-const FORGET_NOTES: &str = "DELETE FROM wecom_replica_notes WHERE worker_id = $1";
+/// A replica's own notes, and any left by replicas that died long ago (`status` shows only
+/// the last ten minutes anyway).
+const FORGET_NOTES: &str = r#"
+DELETE FROM wecom_replica_notes
+WHERE worker_id = $1 OR noted_at < now() - interval '1 day'
+"#;
 
 #[derive(sqlx::FromRow)]
 struct LockedRobot {
