@@ -147,7 +147,7 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
 pub const STDOUT_CLOSED: u8 = 141;
 
 /// The error and its causes on one line. sqlx's errors repeat their source in their own
-/// text, so a cause already said is not said again; a pool timeout gets the likely reason.
+/// text, so a cause already said is not said again.
 fn describe_error(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
@@ -160,17 +160,6 @@ fn describe_error(e: &anyhow::Error) -> String {
             text.push_str(": ");
         }
         text.push_str(said);
-    }
-    let timed_out = e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::PoolTimedOut)
-        )
-    });
-    if timed_out {
-        text.push_str(
-            " (no connection could be opened: is PostgreSQL running and accepting connections at that host and port?)",
-        );
     }
     let text = text.replace(['\n', '\r'], " ");
     // sqlx nests some errors in themselves ("error with configuration: error with

@@ -40,9 +40,11 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
+            sqlx::Error::PoolTimedOut => StoreError::Unavailable(
+                "no connection could be opened in time: is the database running and accepting connections at that host and port?".into(),
+            ),
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
