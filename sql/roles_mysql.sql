@@ -83,11 +83,11 @@ SET @wecom_s = CONCAT('REVOKE ALL PRIVILEGES ON ', @wecom_q, '.wecom_message_log
 PREPARE wecom_stmt FROM @wecom_s; EXECUTE wecom_stmt;
 
 -- ---------------------------------------------------------------------------------------
--- The writer. UPDATE of id too, only so that the dedupe spelling
--- INSERT … ON DUPLICATE KEY UPDATE id = id (a no-op) is allowed; the guard refuses any real
--- change of id.
+-- The writer. It dedupes with INSERT IGNORE: INSERT … ON DUPLICATE KEY UPDATE id = id would
+-- need UPDATE rights on every column the outbox's update trigger sets (MariaDB checks those for
+-- the inserting user), and those are the worker's.
 -- ---------------------------------------------------------------------------------------
-SET @wecom_s = CONCAT('GRANT SELECT, INSERT, UPDATE (status, id) ON ', @wecom_q, '.wecom_outbox TO ', @wecom_w);
+SET @wecom_s = CONCAT('GRANT SELECT, INSERT, UPDATE (status) ON ', @wecom_q, '.wecom_outbox TO ', @wecom_w);
 PREPARE wecom_stmt FROM @wecom_s; EXECUTE wecom_stmt;
 SET @wecom_s = (SELECT CONCAT('GRANT SELECT (', GROUP_CONCAT(CONCAT('`', column_name, '`')), ') ON ',
                               @wecom_q, '.wecom_webhooks TO ', @wecom_w)
