@@ -1,7 +1,8 @@
-//! The guide's database roles, logged in for real (CREATE ROLE … LOGIN, then a connection as
-//! that role), against the example school: the triggers and functions a role fires work with
-//! the rights of the role that ran `migrate` (migration 0008), and the role still cannot do
-//! more than the guide grants it — above all, never read a robot URL.
+//! The database roles of sql/roles.sql (which the guide points at), logged in for real (ALTER
+//! ROLE … LOGIN, then a connection as that role), against the example school: the triggers
+//! and functions a role fires work with the rights of the role that ran `migrate` (migration
+//! 0008), and the role still cannot do more than it is granted — above all, never read a
+//! robot URL.
 
 use sqlx::{Connection, PgConnection};
 use std::process::Command;
