@@ -1,13 +1,14 @@
-//! The guide's database roles, logged in for real (CREATE ROLE … LOGIN, then a connection as
-//! that role), against the example school: the triggers and functions a role fires work with
-//! the rights of the role that ran `migrate` (migration 0008), and the role still cannot do
-//! more than the guide grants it — above all, never read a robot URL.
+//! The database roles of sql/roles.sql (which the guide points at), logged in for real (ALTER
+//! ROLE … LOGIN, then a connection as that role), against the example school: the triggers
+//! and functions a role fires work with the rights of the role that ran `migrate` (migration
+//! 0008), and the role still cannot do more than it is granted — above all, never read a
+//! robot URL.
 
 use sqlx::{Connection, PgConnection};
 use std::process::Command;
 use wecom_outbox::testing::{server_url, TestDatabase};
 
-const GUIDE: &str = include_str!("../docs/guide.md");
+const ROLES_SQL: &str = include_str!("../sql/roles.sql");
 const SECRET: &str = "SECRETKEY-definer-rights-0008";
 
 /// A test database, the example school in it, the `parent_group` robot, and the guide's roles
@@ -69,13 +70,24 @@ impl School {
         School { db, roles }
     }
 
-    /// Runs the guide's block that creates `guide_name` (appsheet_writer, wecom_worker), as
-    /// written except for the role's name, and returns a login as that role.
+    /// Runs sql/roles.sql, which the guide points at, with this test's role names, gives
+    /// `guide_name` (appsheet_writer, wecom_worker) a login as the guide says, and returns a
+    /// login as that role.
     async fn guide_role(&mut self, guide_name: &str) -> Login {
+        let script = ["appsheet_writer", "wecom_worker", "wecom_dashboard"]
+            .into_iter()
+            .fold(ROLES_SQL.to_owned(), |sql, name| {
+                let role = self.roles.name(name);
+                if !self.roles.created.contains(&role) {
+                    self.roles.created.push(role.clone());
+                }
+                sql.replace(&format!(":= '{name}';"), &format!(":= '{role}';"))
+            });
         let role = self.roles.name(guide_name);
-        let block = guide_block(&format!("CREATE ROLE {guide_name} "));
-        self.roles.created.push(role.clone());
-        self.db.exec(&block.replace(guide_name, &role)).await;
+        self.db.exec(&script).await;
+        self.db
+            .exec(&format!("ALTER ROLE {role} LOGIN PASSWORD 'change-me'"))
+            .await;
         Login::new(&self.db, &role).await
     }
 
@@ -135,27 +147,6 @@ impl Login {
             Err(e) => e.to_string(),
         }
     }
-}
-
-/// The guide's SQL block containing `needle`.
-fn guide_block(needle: &str) -> String {
-    let mut blocks = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in GUIDE.lines() {
-        match (&mut current, line.trim_start()) {
-            (None, "```sql") => current = Some(Vec::new()),
-            (Some(lines), "```") => {
-                blocks.push(lines.join("\n"));
-                current = None;
-            }
-            (Some(lines), _) => lines.push(line),
-            (None, _) => {}
-        }
-    }
-    blocks
-        .into_iter()
-        .find(|b| b.contains(needle))
-        .unwrap_or_else(|| panic!("no SQL block with {needle:?} in docs/guide.md"))
 }
 
 /// sql/example_school.sql without psql's backslash commands.
@@ -278,10 +269,16 @@ async fn appsheet_writer_cannot_read_robot_urls_change_sent_rows_or_borrow_the_o
         .expect("the guide's optional grant: robot names");
     assert_eq!(names, ["parent_group"]);
 
+    let refused = writer
+        .exec_err("UPDATE wecom_outbox SET status = 'sent'")
+        .await;
+    assert!(
+        refused.contains("is the worker's to set"),
+        "the writer may only cancel or requeue: {refused}"
+    );
     for sql in [
         "SELECT webhook_url FROM wecom_webhooks",
         "SELECT * FROM wecom_webhooks",
-        "UPDATE wecom_outbox SET status = 'sent'",
         "UPDATE wecom_outbox SET attempts = 0",
         "DELETE FROM wecom_outbox",
         "SELECT * FROM wecom_templates",
