@@ -18,7 +18,9 @@
 --   ALTER USER 'wecom_worker'@'%' IDENTIFIED BY 'a long random password' ACCOUNT UNLOCK;
 -- A user that exists already keeps its password and lock state.
 --
---   writer    AppSheet's login: INSERT into wecom_outbox and read it; UPDATE of status only
+--   writer    AppSheet's login: INSERT into wecom_outbox and read it; cancel and requeue with
+--             CALL wecom_cancel_message(id, reason) / wecom_requeue_message(id) (no UPDATE: on
+--             MySQL anyone can claim to be the worker with @wecom_actor, so rights decide)
 --             (the guard trigger allows exactly cancel and requeue); robot names, never
 --             webhook_url. Its rights on your own tables (payments …) are yours to grant, and
 --             this file touches only its rights on wecom_outbox, wecom_webhooks and
@@ -87,7 +89,11 @@ PREPARE wecom_stmt FROM @wecom_s; EXECUTE wecom_stmt;
 -- need UPDATE rights on every column the outbox's update trigger sets (MariaDB checks those for
 -- the inserting user), and those are the worker's.
 -- ---------------------------------------------------------------------------------------
-SET @wecom_s = CONCAT('GRANT SELECT, INSERT, UPDATE (status) ON ', @wecom_q, '.wecom_outbox TO ', @wecom_w);
+SET @wecom_s = CONCAT('GRANT SELECT, INSERT ON ', @wecom_q, '.wecom_outbox TO ', @wecom_w);
+PREPARE wecom_stmt FROM @wecom_s; EXECUTE wecom_stmt;
+SET @wecom_s = CONCAT('GRANT EXECUTE ON PROCEDURE ', @wecom_q, '.wecom_cancel_message TO ', @wecom_w);
+PREPARE wecom_stmt FROM @wecom_s; EXECUTE wecom_stmt;
+SET @wecom_s = CONCAT('GRANT EXECUTE ON PROCEDURE ', @wecom_q, '.wecom_requeue_message TO ', @wecom_w);
 PREPARE wecom_stmt FROM @wecom_s; EXECUTE wecom_stmt;
 SET @wecom_s = (SELECT CONCAT('GRANT SELECT (', GROUP_CONCAT(CONCAT('`', column_name, '`')), ') ON ',
                               @wecom_q, '.wecom_webhooks TO ', @wecom_w)

@@ -190,7 +190,7 @@ async fn the_roles_script_run_again_changes_nothing_and_takes_back_broader_grant
     );
     for wanted in [
         format!("'{w}'@'%' wecom_outbox INSERT"),
-        format!("'{w}'@'%' wecom_outbox.status UPDATE"),
+        format!("{w} wecom_cancel_message Execute"),
         format!("'{w}'@'%' wecom_webhooks.webhook_name SELECT"),
         format!("'{k}'@'%' wecom_webhooks SELECT"),
         format!("{k} wecom_write_log Execute"),
@@ -271,18 +271,50 @@ async fn the_writer_adds_messages_reads_status_and_cancels_but_never_reads_a_url
 
     exec(
         &mut app,
-        "UPDATE wecom_outbox SET status = 'cancelled' WHERE dedupe_key = 'lesson-2'",
+        "SET @id = (SELECT id FROM wecom_outbox WHERE dedupe_key = 'lesson-2');
+         CALL wecom_cancel_message(@id, 'parents told in person')",
     )
     .await;
     let said = refused(
         &mut app,
-        "UPDATE wecom_outbox SET status = 'sent' WHERE dedupe_key = 'lesson-1'",
+        "SET @id = (SELECT id FROM wecom_outbox WHERE dedupe_key = 'lesson-2');
+         CALL wecom_cancel_message(@id, NULL); CALL wecom_cancel_message('no-such-id', NULL)",
     )
     .await;
-    assert!(
-        said.contains("pending -> sent is the worker's to set"),
-        "{said}"
+    assert!(said.contains("no message with id no-such-id"), "{said}");
+    exec(
+        &mut app,
+        "SET @id = (SELECT id FROM wecom_outbox WHERE dedupe_key = 'lesson-2');
+         CALL wecom_requeue_message(@id); CALL wecom_cancel_message(@id, 'after all')",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &mut app,
+            "SELECT COUNT(*) FROM wecom_outbox WHERE dedupe_key = 'lesson-2'
+               AND status = 'cancelled' AND last_error = 'after all'"
+        )
+        .await,
+        1,
+        "cancelled, requeued and cancelled again through the procedures"
     );
+    // A sent message cannot be sent again, even by a writer that claims to be the worker.
+    setup
+        .db
+        .exec(
+            "SET @wecom_actor = 'worker';
+             UPDATE wecom_outbox SET status = 'sent', sent_at = UTC_TIMESTAMP(6) WHERE dedupe_key = 'lesson-1';
+             SET @wecom_actor = NULL;",
+        )
+        .await;
+    let said = refused(
+        &mut app,
+        "SET @wecom_actor = 'worker';
+         SET @id = (SELECT id FROM wecom_outbox WHERE dedupe_key = 'lesson-1');
+         CALL wecom_requeue_message(@id)",
+    )
+    .await;
+    assert!(said.contains("was already sent"), "{said}");
 
     for sql in [
         "SELECT webhook_url FROM wecom_webhooks",
@@ -295,7 +327,9 @@ async fn the_writer_adds_messages_reads_status_and_cancels_but_never_reads_a_url
         "SELECT * FROM wecom_message_log",
         "UPDATE wecom_webhooks SET is_active = FALSE",
         "CALL wecom_write_log('x')",
-        // The worker's session variable lends it no right.
+        // No UPDATE at all: claiming to be the worker lends it no right.
+        "UPDATE wecom_outbox SET status = 'cancelled'",
+        "SET @wecom_actor = 'worker'; UPDATE wecom_outbox SET status = 'sent'",
         "SET @wecom_actor = 'worker'; UPDATE wecom_outbox SET attempts = 9",
     ] {
         denied(&mut app, sql).await;

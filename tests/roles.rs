@@ -403,6 +403,14 @@ async fn the_writer_may_cancel_a_pending_row_and_requeue_a_failed_one_and_nothin
         .refused("UPDATE wecom_outbox SET status = 'pending' WHERE dedupe_key = 'three'")
         .await;
     assert!(said.contains("was already sent"), "{said}");
+    // Saying it is the worker does not make a writer one.
+    let said = app
+        .refused(
+            "SET wecom.actor = 'worker';
+             UPDATE wecom_outbox SET status = 'pending' WHERE dedupe_key = 'three'",
+        )
+        .await;
+    assert!(said.contains("was already sent"), "{said}");
     assert_eq!(
         setup
             .db

@@ -163,7 +163,7 @@ $$;
 
 -- ---------------------------------------------------------------------------------------
 -- Worker-owned columns. The worker's connections say who they are (wecom.actor = worker, set
--- when they connect); anyone else may cancel a row that has not gone, requeue one that
+-- when they connect; honoured only for roles that may write those columns); anyone else may cancel a row that has not gone, requeue one that
 -- failed, expired or was cancelled, and edit the message and its scheduling. Every other
 -- change to the row's life is refused with what to do instead.
 -- ---------------------------------------------------------------------------------------
@@ -234,7 +234,10 @@ DROP TRIGGER IF EXISTS wecom_outbox_guard ON wecom_outbox;
 CREATE TRIGGER wecom_outbox_guard
     BEFORE UPDATE OR DELETE ON wecom_outbox
     FOR EACH ROW
-    WHEN (current_setting('wecom.actor', true) IS DISTINCT FROM 'worker')
+    -- Anyone can SET wecom.actor: it counts only for a role that may write the worker's
+    -- columns anyway (the worker, the owner), never for a writer granted UPDATE (status).
+    WHEN (current_setting('wecom.actor', true) IS DISTINCT FROM 'worker'
+          OR NOT has_column_privilege('wecom_outbox', 'attempts', 'UPDATE'))
     EXECUTE FUNCTION wecom_outbox_guard();
 
 -- ---------------------------------------------------------------------------------------
