@@ -138,7 +138,10 @@ pub(super) fn finish(key: &str, reply: Reply) -> Result<Answer, DropConnection> 
             Ok(status_answer(status))
         }
         Reply::NotJson => {
-            tracing::info!(robot = key, "fake WeCom send answered 200 with a non-JSON body");
+            tracing::info!(
+                robot = key,
+                "fake WeCom send answered 200 with a non-JSON body"
+            );
             Ok(not_json_answer())
         }
         Reply::Drop => {
