@@ -1,5 +1,6 @@
-//! The fault suite, the database's side: PostgreSQL restarted (`pg_ctl restart`, which ends
-//! every connection) while three `run` replicas drain a pool of robots. Nothing is lost,
+//! The fault suite, the database's side: PostgreSQL restarted (`pg_ctl restart -m fast`, which
+//! ends every connection) and then crashed (`-m immediate`: no shutdown checkpoint, crash
+//! recovery on start) while three `run` replicas drain a pool of robots. Nothing is lost,
 //! nothing stays `sending`, every message gets its one log row, and no message reaches WeCom
 //! twice except those in flight when the database went away.
 //!
@@ -19,7 +20,11 @@ use wecom_outbox::testing::{standin, TestDatabase};
 
 const REPLICAS: usize = 3;
 const ROBOTS: [&str; 3] = ["robot_a", "robot_b", "robot_c"];
-const MESSAGES: i64 = 90;
+const MESSAGES: i64 = 120;
+
+/// How PostgreSQL is stopped and started again, in order, each after another quarter of the
+/// messages is sent.
+const RESTARTS: [&str; 2] = ["fast", "immediate"];
 
 /// scripts/pg-throwaway's exit status when the server binaries are missing.
 const NO_BINARIES: i32 = 3;
@@ -59,17 +64,19 @@ impl Cluster {
         Some(Cluster { dir, url })
     }
 
-    /// `pg_ctl restart -m fast` as the cluster's owner: every connection is ended, the server
-    /// comes back on the same port; returns once it accepts connections again.
-    fn restart(&self) {
+    /// `pg_ctl restart -m MODE` as the cluster's owner (`fast`: connections ended, clean
+    /// shutdown; `immediate`: like a crash, recovered from the WAL on start); the server comes
+    /// back on the same port; returns once it accepts connections again.
+    fn restart(&self, mode: &str) {
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");
         let restart = format!(
             "bin=${{PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin /usr/pgsql-*/bin 2>/dev/null | sort -V | tail -n1)}}; \
-             cmd=\"$bin/pg_ctl -D '{data}' -l '{log}' -w -t 60 -m fast restart\"; \
+             cmd=\"$bin/pg_ctl -D '{data}' -l '{log}' -w -t 60 -m {mode} restart\"; \
              if [ \"$(id -u)\" = 0 ]; then runuser -u \"$(stat -c %U '{data}')\" -- sh -c \"$cmd\"; else sh -c \"$cmd\"; fi",
             data = data.display(),
             log = log.display(),
+            mode = mode,
         );
         let out = Command::new("sh")
             .arg("-c")
@@ -102,13 +109,22 @@ fn deliveries(received: &[wecom_outbox::standin::Received]) -> BTreeMap<String, 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_restart_mid_drain_loses_nothing_and_duplicates_at_most_the_sends_in_flight() {
+async fn postgres_restarted_or_crashed_mid_drain_loses_nothing_and_duplicates_at_most_the_sends_in_flight(
+) {
     let Some(cluster) = Cluster::start() else {
         return;
     };
     // This file's only test: the test database goes on the cluster it can restart.
     std::env::set_var("DATABASE_URL", &cluster.url);
     let db = TestDatabase::migrated().await;
+    // The throwaway cluster runs with synchronous_commit=off (fast tests); a crash would then
+    // forget commits a real server keeps. This database commits durably, as production does.
+    db.exec(
+        "DO $$ BEGIN
+             EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database());
+         END $$",
+    )
+    .await;
     let fake = standin(0, Duration::from_secs(60)).await;
     for robot in ROBOTS {
         db.add_robot(&fake, robot, Some("parents"), 1000, Duration::from_secs(60))
@@ -142,25 +158,20 @@ async fn a_postgres_restart_mid_drain_loses_nothing_and_duplicates_at_most_the_s
             .spawn()
         })
         .collect();
-    eventually(
-        "a third of the messages to be sent",
-        Duration::from_secs(60),
-        || async {
-            workers.iter().for_each(Running::assert_running);
-            db.status_count("sent").await >= MESSAGES / 3
-        },
-    )
-    .await;
-
-    let started = "SELECT extract(epoch FROM pg_postmaster_start_time())::bigint * 1000000
-                          + extract(microseconds FROM pg_postmaster_start_time())::bigint";
-    let first_start = db.count(started).await;
-    let unsent = MESSAGES - db.status_count("sent").await;
-    let before = fake.received().len();
-    cluster.restart();
-    let sent_at_restart = fake.received().len();
-    assert_ne!(db.count(started).await, first_start, "the server restarted");
-    assert!(unsent > 0, "the restart came before the drain ended");
+    let mut observed = Vec::new();
+    for (i, mode) in RESTARTS.iter().enumerate() {
+        let quarter = MESSAGES / 4 * (i as i64 + 1);
+        eventually(
+            &format!("{quarter} messages to be sent"),
+            Duration::from_secs(60),
+            || async {
+                workers.iter().for_each(Running::assert_running);
+                db.status_count("sent").await >= quarter
+            },
+        )
+        .await;
+        observed.push(restart(&cluster, &db, mode, fake.received().len()).await);
+    }
 
     eventually(
         "every message to be sent after the restart",
@@ -205,15 +216,15 @@ async fn a_postgres_restart_mid_drain_loses_nothing_and_duplicates_at_most_the_s
     let duplicates: Vec<_> = per_message.iter().filter(|(_, n)| **n > 1).collect();
     let extra: usize = duplicates.iter().map(|(_, n)| **n - 1).sum();
     eprintln!(
-        "observed: {unsent} unsent and {before} delivered before the restart, {sent_at_restart} when it returned, \
-         {} in all for {MESSAGES} messages; duplicates: {duplicates:?}",
+        "observed: {}; {} deliveries in all for {MESSAGES} messages; duplicates: {duplicates:?}",
+        observed.join("; "),
         fake.received().len()
     );
     // One robot sends one message at a time, so at most one send per robot was in flight.
+    let in_flight = ROBOTS.len() * RESTARTS.len();
     assert!(
-        extra <= ROBOTS.len(),
-        "{extra} duplicate deliveries, more than the {} sends that can be in flight: {duplicates:?}\n{}",
-        ROBOTS.len(),
+        extra <= in_flight,
+        "{extra} duplicate deliveries, more than the {in_flight} sends that can be in flight: {duplicates:?}\n{}",
         outputs
             .iter()
             .map(ToString::to_string)
@@ -222,4 +233,15 @@ async fn a_postgres_restart_mid_drain_loses_nothing_and_duplicates_at_most_the_s
     );
     drop(db);
     drop(cluster);
+}
+
+/// Restarts the cluster in `mode` and checks it really went down mid-drain; says what was seen.
+async fn restart(cluster: &Cluster, db: &TestDatabase, mode: &str, delivered: usize) -> String {
+    let started = "SELECT (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint";
+    let first_start = db.count(started).await;
+    let unsent = MESSAGES - db.status_count("sent").await;
+    cluster.restart(mode);
+    assert_ne!(db.count(started).await, first_start, "the server restarted");
+    assert!(unsent > 0, "the {mode} restart came before the drain ended");
+    format!("{mode} restart with {unsent} unsent and {delivered} delivered")
 }
