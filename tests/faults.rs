@@ -1,6 +1,7 @@
 //! The fault suite, WeCom's side: the real `run` binary (two replicas where it matters) against
-//! the stand-in made to refuse connections, time out, answer slowly, answer 5xx, answer a body
-//! that is not JSON, `-1`, 45033, a payload error and a storm of 45009. Each test proves what
+//! the stand-in made to refuse connections, time out, answer slowly, close the connection
+//! without answering, answer 5xx, answer a body that is not JSON, `-1`, 45033, a payload error
+//! and a storm of 45009. Each test proves what
 //! DESIGN.md's "Semantics" promises for that fault: transient faults retry with growing
 //! backoff and end `failed` with a log row once `max_attempts` are used; 45009 pauses the
 //! robot without burning an attempt; a payload error fails at once.
@@ -328,6 +329,14 @@ async fn a_server_error_that_clears_is_retried_and_sent_once() {
             .await,
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_without_an_answer_retry_with_backoff_then_fail() {
+    let scene = Scene::new(Duration::from_secs(60)).await;
+    scene.fake.set_behaviour("key-office", Behaviour::Drop);
+    gives_up_after_max_attempts(&scene, &[], "no answer").await;
+    assert!(scene.fake.received().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
