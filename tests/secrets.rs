@@ -448,3 +448,89 @@ async fn a_database_password_never_shows_in_connect_errors() {
         }
     }
 }
+
+/// `--log-format json` (and `WECOM_LOG_FORMAT=json`) is for log shippers: every line on
+/// stderr is one JSON object, and the keys are hidden exactly as in text logs, through every
+/// failure a robot can answer with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_a_line_and_never_show_a_key() {
+    let db = TestDatabase::migrated().await;
+    let fake = standin(20, Duration::from_secs(60)).await;
+    let r = robots(&db, &fake).await;
+    db.exec(
+        "INSERT INTO wecom_outbox (webhook_name, content, max_attempts)
+         SELECT name, 'message for ' || name, 2
+         FROM unnest(ARRAY['good', 'gone', 'gateway', 'dropper', 'slow']) name",
+    )
+    .await;
+    let worker = Cli::new(&[
+        "--log-format",
+        "json",
+        "run",
+        "--retry-base-delay",
+        "100ms",
+        "--http-timeout",
+        "1s",
+    ])
+    .db(&db)
+    .allow(&fake)
+    .env("RUST_LOG", "debug")
+    .spawn();
+    let done = "SELECT count(*) FROM wecom_outbox o JOIN wecom_webhooks w USING (webhook_name)
+                WHERE (o.webhook_name = 'good' AND o.status = 'sent')
+                   OR (o.webhook_name IN ('gateway', 'dropper', 'slow') AND o.status = 'failed')
+                   OR (o.webhook_name = 'gone' AND NOT w.is_active)";
+    eventually(
+        "every robot to reach its outcome",
+        Duration::from_secs(40),
+        || async {
+            worker.assert_running();
+            db.count(done).await == 5
+        },
+    )
+    .await;
+    let (out, _) = worker.stop("TERM", Duration::from_secs(15)).await;
+    out.ok();
+    assert_no_key(&r.keys(), &out.all(), "the JSON log of run");
+    let lines: Vec<Value> = out
+        .stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line:?}\n{out}"))
+        })
+        .collect();
+    assert!(lines.len() > 20, "debug produced almost nothing: {out}");
+    assert!(
+        lines.iter().all(|l| l["level"].is_string()
+            && l["timestamp"].is_string()
+            && l["fields"].is_object()),
+        "every line has a level, a timestamp and its fields: {out}"
+    );
+    // The failures were logged, so the key checks above looked at something.
+    for seen in ["93000", "502", "timed out"] {
+        assert!(out.stderr.contains(seen), "{seen} was not logged: {out}");
+    }
+
+    // The environment variable does the same, and a command's final error is JSON too.
+    let closed = closed_port();
+    let failed = Cli::new(&["status"])
+        .env("WECOM_LOG_FORMAT", "json")
+        .env(
+            "DATABASE_URL",
+            &format!("postgres://u@127.0.0.1:{closed}/school?password={}", r.good),
+        )
+        .output()
+        .await;
+    failed.fails();
+    assert_no_key(&r.keys(), &failed.all(), "the JSON error of status");
+    let error: Value = serde_json::from_str(failed.stderr.trim())
+        .unwrap_or_else(|e| panic!("the error is not one JSON line ({e}): {failed}"));
+    assert_eq!(error["level"], "ERROR", "{failed}");
+    assert!(
+        error["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("password=***")),
+        "{failed}"
+    );
+}

@@ -14,10 +14,8 @@ mod run;
 mod send_test;
 mod status;
 
-use crate::telemetry::OutputError;
-use crate::wecom::redact::redact;
+use crate::telemetry::{LogFormat, OutputError};
 use clap::{Parser, Subcommand};
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -42,6 +40,17 @@ Each command explains itself: wecom-outbox help COMMAND."
     )
 )]
 pub struct Cli {
+    /// Log lines on stderr as text for people, or as one JSON object a line for log shippers;
+    /// robot keys are hidden in both.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "WECOM_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,14 +100,13 @@ pub fn main() -> ExitCode {
     if matches!(cli.command, Command::Demo(_)) {
         crate::demo::prefer_quiet_logs();
     }
-    crate::telemetry::init();
+    crate::telemetry::init(cli.log_format);
+    let log_format = cli.log_format;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: cannot start the async runtime: {e}"
-            );
+            let text = format!("cannot start the async runtime: {e}");
+            crate::telemetry::write_error(log_format, &text);
             return ExitCode::FAILURE;
         }
     };
@@ -125,9 +133,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(STDOUT_CLOSED)
         }
         Err(e) => {
-            let text = format!("error: {}", describe_error(&e));
-            // Not eprintln!: a closed stderr must not turn an error into a panic.
-            let _ = writeln!(std::io::stderr(), "{}", redact(&text));
+            crate::telemetry::write_error(log_format, &describe_error(&e));
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,9 @@ pub enum Behaviour {
     Errcode(i64),
     /// Answer this HTTP status with a non-JSON body, like a gateway failure (e.g. 502).
     HttpStatus(u16),
+    /// Answer HTTP 200 with a body that is not JSON (a proxy's or captive portal's page): the
+    /// worker cannot tell whether WeCom got the message, so it must treat it as transient.
+    NotJson,
     /// Wait, then handle the request as if it arrived only now (a slow path to WeCom).
     Delay(Duration),
     /// Close the connection without answering.
@@ -25,11 +28,12 @@ pub enum Behaviour {
 /// What `POST /_behaviour` says when its body is none of the shapes [`Behaviour::from_json`]
 /// reads.
 pub(super) const EXPECTED_SHAPES: &str = "expected one of {\"normal\":true}, {\"errcode\":N}, \
-     {\"http_status\":N}, {\"delay_ms\":N}, {\"drop\":true}, {\"fail_times\":K,\"errcode\":N}";
+     {\"http_status\":N}, {\"not_json\":true}, {\"delay_ms\":N}, {\"drop\":true}, {\"fail_times\":K,\"errcode\":N}";
 
 impl Behaviour {
     /// Reads the JSON the `POST /_behaviour` endpoint takes: `{"normal":true}`,
-    /// `{"errcode":93000}`, `{"http_status":502}`, `{"delay_ms":3000}`, `{"drop":true}` or
+    /// `{"errcode":93000}`, `{"http_status":502}`, `{"not_json":true}`, `{"delay_ms":3000}`,
+    /// `{"drop":true}` or
     /// `{"fail_times":3,"errcode":-1}` (errcode defaults to -1). `None` if it is none of these.
     pub fn from_json(v: &Value) -> Option<Behaviour> {
         let o = v.as_object()?;
@@ -39,6 +43,8 @@ impl Behaviour {
             Some(Behaviour::Normal)
         } else if flag("drop") {
             Some(Behaviour::Drop)
+        } else if flag("not_json") {
+            Some(Behaviour::NotJson)
         } else if let Some(k) = o.get("fail_times").and_then(Value::as_u64) {
             Some(Behaviour::FailTimes(
                 u32::try_from(k).ok()?,
@@ -107,6 +113,7 @@ mod tests {
         let delay = Behaviour::Delay(Duration::from_millis(3000));
         assert_eq!(b(json!({"delay_ms": 3000})), Some(delay));
         assert_eq!(b(json!({"drop": true})), Some(Behaviour::Drop));
+        assert_eq!(b(json!({"not_json": true})), Some(Behaviour::NotJson));
         let fail = Behaviour::FailTimes(3, -1);
         assert_eq!(b(json!({"fail_times": 3, "errcode": -1})), Some(fail));
         assert_eq!(b(json!({"http_status": 70000})), None);

@@ -29,6 +29,13 @@ pub(super) fn status_answer(status: u16) -> Answer {
     answer(status, "text/html", body.into_bytes())
 }
 
+/// HTTP 200 with an HTML page instead of WeCom's JSON, as a proxy or captive portal in the
+/// way would answer.
+pub(super) fn not_json_answer() -> Answer {
+    let body = "<html><body>Service temporarily unavailable, please try later</body></html>";
+    answer(StatusCode::OK, "text/html", body.as_bytes().to_vec())
+}
+
 fn answer(status: StatusCode, content_type: &str, body: Vec<u8>) -> Answer {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

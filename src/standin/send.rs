@@ -8,7 +8,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::behaviour::Behaviour;
-use super::pages::{json_answer, status_answer, summary, Answer};
+use super::pages::{json_answer, not_json_answer, status_answer, summary, Answer};
 use super::server::{read_body, DropConnection};
 use super::state::Shared;
 use crate::wecom::message;
@@ -22,6 +22,8 @@ pub(super) enum Reply {
     Error(i64, String),
     /// An HTTP error status with a non-JSON body.
     Status(u16),
+    /// HTTP 200 with a body that is not JSON.
+    NotJson,
     /// No answer at all: the connection is closed.
     Drop,
 }
@@ -51,6 +53,7 @@ async fn send(shared: &Shared, key: &str, body: Bytes) -> Reply {
         Behaviour::Normal | Behaviour::FailTimes(..) => {}
         Behaviour::Errcode(code) => return refuse(shared, Some(key), code),
         Behaviour::HttpStatus(status) => return other_error(shared, Reply::Status(status)),
+        Behaviour::NotJson => return other_error(shared, Reply::NotJson),
         Behaviour::Delay(delay) => tokio::time::sleep(delay).await,
         Behaviour::Drop => return other_error(shared, Reply::Drop),
     }
@@ -133,6 +136,13 @@ pub(super) fn finish(key: &str, reply: Reply) -> Result<Answer, DropConnection> 
                 "fake WeCom send answered with an HTTP error"
             );
             Ok(status_answer(status))
+        }
+        Reply::NotJson => {
+            tracing::info!(
+                robot = key,
+                "fake WeCom send answered 200 with a non-JSON body"
+            );
+            Ok(not_json_answer())
         }
         Reply::Drop => {
             tracing::info!(robot = key, "fake WeCom send dropped without an answer");
