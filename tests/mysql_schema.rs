@@ -40,7 +40,7 @@ async fn migrations_adopt_the_schools_023_tables_with_their_foreign_keys_and_kee
 
     assert_eq!(
         db.migrate().await.expect("first migrate"),
-        6,
+        migration_files(),
         "every migration runs once"
     );
     assert_eq!(
@@ -378,7 +378,7 @@ async fn every_migration_script_can_run_again_over_its_own_result_and_keeps_ever
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 6);
+    assert!(files.len() >= 6, "the migrations are found");
     for file in files {
         let sql = std::fs::read_to_string(&file).unwrap();
         if let Err(e) = sqlx::raw_sql(&sql).execute(&db.pool).await {
@@ -402,4 +402,12 @@ async fn every_migration_script_can_run_again_over_its_own_result_and_keeps_ever
         .exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('parent_group', '')")
         .await
         .contains("text.content is empty"));
+}
+
+/// How many migration files there are (each runs once).
+fn migration_files() -> usize {
+    std::fs::read_dir(mysql_support::MIGRATIONS)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
+        .count()
 }
