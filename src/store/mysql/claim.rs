@@ -76,15 +76,17 @@ WHERE s.robot_id = ?
   AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
 "#;
 
-/// Sends that can no longer count against the limit.
-const FORGET_SLOTS: &str = "DELETE FROM wecom_rate_slots WHERE robot_id = ? AND at <= ?";
-
-/// The robot's sends that can still count against its limit.
+/// The robot's sends that can still count against its limit. (Older ones are deleted by
+/// housekeeping, not here: a DELETE of a range would take gap locks, and two claims
+/// reserving slots behind each other's gap locks deadlock.)
 const RECENT_SENDS: &str = "SELECT at FROM wecom_rate_slots WHERE robot_id = ? AND at > ?";
 
-/// THE CLAIM, part one: the destination's best pending rows, skipping rows another replica
-/// holds. Higher priority first, then in the order they were written.
-const PICK_ROWS: &str = r#"
+/// THE CLAIM, part one: the destination's best pending rows as this transaction's snapshot
+/// has them, higher priority first, then in the order they were written; a few more than
+/// wanted, as other replicas of the pool may hold some. Read without locks: a locking read
+/// here would lock every row it sorts (MariaDB sorts these rows instead of reading an index
+/// in this order), keeping other replicas from rows this claim does not take.
+const CANDIDATES: &str = r#"
 SELECT id
 FROM wecom_outbox
 WHERE status = 'pending'
@@ -93,12 +95,22 @@ WHERE status = 'pending'
   AND (expires_at IS NULL OR expires_at > ?)
 ORDER BY priority DESC, seq
 LIMIT ?
+"#;
+
+/// Part one and a half: lock exactly the candidates wanted, by primary key, skipping rows
+/// another replica holds and rows that are no longer pending (checked on their newest
+/// version). By primary key only: a locking read locks every row it looks at, and through
+/// the status index that would be every pending row. `{ids}` is the list of `?`.
+const LOCK_CANDIDATES: &str = r#"
+SELECT id
+FROM wecom_outbox FORCE INDEX (PRIMARY)
+WHERE id IN ({ids}) AND status = 'pending'
 FOR UPDATE SKIP LOCKED
 "#;
 
 /// Part two: the picked rows leased to this claim's token. `{ids}` is the list of `?`.
 const LEASE_ROWS: &str = r#"
-UPDATE wecom_outbox
+UPDATE wecom_outbox FORCE INDEX (PRIMARY)
 SET status = 'sending',
     attempts = attempts + 1,
     locked_by = ?,
@@ -411,11 +423,6 @@ async fn lock_robot(
         return Ok(None);
     };
     let horizon = robot.horizon();
-    sqlx::query(FORGET_SLOTS)
-        .bind(robot_id)
-        .bind(horizon)
-        .execute(&mut **tx)
-        .await?;
     let recent = sqlx::query_scalar(RECENT_SENDS)
         .bind(robot_id)
         .bind(horizon)
@@ -445,13 +452,7 @@ async fn claim_rows(
     worker_id: &str,
     lease: Duration,
 ) -> sqlx::Result<Vec<Claimed>> {
-    let picked: Vec<String> = sqlx::query_scalar(PICK_ROWS)
-        .bind(&robot.destination)
-        .bind(robot.now)
-        .bind(robot.now)
-        .bind(i64::from(take))
-        .fetch_all(&mut **tx)
-        .await?;
+    let picked = pick_rows(tx, robot, take as usize).await?;
     if picked.is_empty() {
         return Ok(Vec::new());
     }
@@ -479,6 +480,35 @@ async fn claim_rows(
         .zip(slots)
         .map(|(row, slot_id)| leased(row, lease_token, slot_id))
         .collect()
+}
+
+/// Lock up to `take` of the destination's best pending rows, in send order.
+async fn pick_rows(
+    tx: &mut Transaction<'_, MySql>,
+    robot: &LockedRobot,
+    take: usize,
+) -> sqlx::Result<Vec<String>> {
+    let candidates: Vec<String> = sqlx::query_scalar(CANDIDATES)
+        .bind(&robot.destination)
+        .bind(robot.now)
+        .bind(robot.now)
+        .bind((2 * take + 10) as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut picked = Vec::with_capacity(take);
+    let mut rest = candidates.as_slice();
+    while picked.len() < take && !rest.is_empty() {
+        let (next, after) = rest.split_at((take - picked.len()).min(rest.len()));
+        rest = after;
+        let sql = LOCK_CANDIDATES.replace("{ids}", &marks(next.len()));
+        let mut lock = sqlx::query_scalar::<_, String>(&sql);
+        for id in next {
+            lock = lock.bind(id);
+        }
+        let locked = lock.fetch_all(&mut **tx).await?;
+        picked.extend(next.iter().filter(|id| locked.contains(id)).cloned());
+    }
+    Ok(picked)
 }
 
 /// One leased row as the sender gets it.

@@ -4,6 +4,7 @@
 //! the claim holding a row's lease token may finish it.
 
 use super::{marks, micros, uuid_of, MySqlStore};
+use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::postgres::NamedRobot;
 use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
 use sqlx::{MySql, Transaction};
@@ -11,10 +12,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The rows of a group this claim still holds, locked: `{pairs}` is `(?, ?)` per row
-/// (id, lease token).
+/// (id, lease token). Statements that lock or change rows by a list of ids go by the primary
+/// key only (FORCE INDEX): through the status index InnoDB would lock every row it passed,
+/// including other replicas' rows.
 const HELD: &str = r#"
-SELECT id FROM wecom_outbox
-WHERE status = 'sending' AND (id, lease_token) IN ({pairs})
+SELECT id FROM wecom_outbox FORCE INDEX (PRIMARY)
+WHERE id IN ({ids}) AND status = 'sending' AND (id, lease_token) IN ({pairs})
 FOR UPDATE
 "#;
 
@@ -24,7 +27,7 @@ const LOCK_ROBOTS: &str = "SELECT id FROM wecom_webhooks WHERE id IN ({ids}) ORD
 
 /// Sent, for rows whose lease was checked above; `robot_name` by a CASE over the ids.
 const MARK_SENT: &str = r#"
-UPDATE wecom_outbox
+UPDATE wecom_outbox FORCE INDEX (PRIMARY)
 SET status = 'sent', sent_at = UTC_TIMESTAMP(6), last_errcode = 0, last_error = NULL,
     locked_by = NULL, locked_until = NULL, lease_token = NULL,
     robot_name = CASE id {names} END
@@ -120,7 +123,7 @@ FOR UPDATE
 
 /// Those rows pending again, or `failed` if that was their last attempt.
 const RESCUE: &str = r#"
-UPDATE wecom_outbox
+UPDATE wecom_outbox FORCE INDEX (PRIMARY)
 SET status = IF(attempts >= max_attempts, 'failed', 'pending'),
     last_error = CONCAT('lease expired: worker ', COALESCE(locked_by, '?'),
                         ' stopped answering mid-send (WeCom may have received it)'),
@@ -139,11 +142,16 @@ WHERE status = 'pending' AND expires_at <= UTC_TIMESTAMP(6)
 /// Claimed rows this worker will not send: pending again, attempt returned. `{pairs}` is
 /// `(?, ?)` per row (id, lease token).
 const RELEASE: &str = r#"
-UPDATE wecom_outbox
+UPDATE wecom_outbox FORCE INDEX (PRIMARY)
 SET status = 'pending', attempts = GREATEST(attempts - 1, 0),
     locked_by = NULL, locked_until = NULL, lease_token = NULL
-WHERE status = 'sending' AND (id, lease_token) IN ({pairs})
+WHERE id IN ({ids}) AND status = 'sending' AND (id, lease_token) IN ({pairs})
 "#;
+
+/// Slots older than the longest lookback any robot can have (two of the longest windows)
+/// count against no limit any more.
+const FORGET_SLOTS: &str =
+    "DELETE FROM wecom_rate_slots WHERE at <= UTC_TIMESTAMP(6) - INTERVAL ? SECOND";
 
 const FREE_SLOTS: &str = "DELETE FROM wecom_rate_slots WHERE id IN ({ids})";
 
@@ -321,8 +329,13 @@ impl MySqlStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        let sql = RELEASE.replace("{pairs}", &pairs(rows.len()));
+        let sql = RELEASE
+            .replace("{ids}", &marks(rows.len()))
+            .replace("{pairs}", &pairs(rows.len()));
         let mut release = sqlx::query(&sql);
+        for row in rows {
+            release = release.bind(row.id.to_string());
+        }
         for row in rows {
             release = release.bind(row.id.to_string()).bind(row.lease.to_string());
         }
@@ -336,9 +349,14 @@ impl MySqlStore {
         tx.commit().await
     }
 
-    /// Expire overdue rows and rescue expired leases; returns (expired, rescued).
+    /// Expire overdue rows, rescue expired leases and forget slots that count no more;
+    /// returns (expired, rescued).
     #[tracing::instrument(skip(self))]
     pub async fn housekeeping(&self) -> sqlx::Result<(u64, i64)> {
+        sqlx::query(FORGET_SLOTS)
+            .bind((2 * MAX_WINDOW.as_secs() + 1) as i64)
+            .execute(&self.pool)
+            .await?;
         let expired = sqlx::query(EXPIRE)
             .execute(&self.pool)
             .await?
@@ -395,8 +413,13 @@ impl MySqlStore {
 
 /// Which of `sent` this claim still holds (locked until the transaction ends).
 async fn held_rows(tx: &mut Transaction<'_, MySql>, sent: &[SentRecord]) -> sqlx::Result<Vec<Uuid>> {
-    let sql = HELD.replace("{pairs}", &pairs(sent.len()));
+    let sql = HELD
+        .replace("{ids}", &marks(sent.len()))
+        .replace("{pairs}", &pairs(sent.len()));
     let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for s in sent {
+        query = query.bind(s.outbox_id.to_string());
+    }
     for s in sent {
         query = query
             .bind(s.outbox_id.to_string())
