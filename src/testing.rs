@@ -485,12 +485,25 @@ impl MySqlTestDatabase {
     /// Enqueue `n` text messages `"{prefix} {i}"` for `destination`, in one statement.
     pub async fn enqueue(&self, destination: &str, prefix: &str, n: i64) {
         let values = vec!["(?, ?, 'test')"; n as usize].join(", ");
-        let sql = format!("INSERT INTO wecom_outbox (webhook_name, content, message_type) VALUES {values}");
+        let sql = format!(
+            "INSERT INTO wecom_outbox (webhook_name, content, message_type) VALUES {values}"
+        );
         let mut insert = sqlx::query(&sql);
         for i in 1..=n {
             insert = insert.bind(destination).bind(format!("{prefix} {i}"));
         }
         insert.execute(&self.pool).await.expect("enqueue");
+    }
+
+    /// Wait until `want` rows have `status`, or panic after `timeout`.
+    pub async fn wait_for_status(&self, status: &str, want: i64, timeout: Duration) {
+        let what = format!("the count of {status:?} rows in wecom_outbox");
+        poll(&what, want, timeout, || self.status_count(status)).await;
+    }
+
+    /// Wait until `sql` returns `want`, or panic after `timeout` with what it returned.
+    pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
+        poll(sql, want, timeout, || self.count(sql)).await;
     }
 
     /// Rows by status, e.g. `status_count("sent")`.
@@ -507,7 +520,10 @@ impl Drop for MySqlTestDatabase {
     /// Drops the test's database. Tests run on a multi-threaded runtime, as for
     /// [`TestDatabase`].
     fn drop(&mut self) {
-        let (server, name) = (self.server.replace("mariadb://", "mysql://"), self.name.clone());
+        let (server, name) = (
+            self.server.replace("mariadb://", "mysql://"),
+            self.name.clone(),
+        );
         let work = async move {
             let mut admin = sqlx::MySqlConnection::connect(&server).await.ok()?;
             sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`"))
@@ -519,7 +535,10 @@ impl Drop for MySqlTestDatabase {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| h.block_on(work));
             }
-            _ => eprintln!("MySqlTestDatabase {}: not dropped (not on a multi-thread runtime)", self.name),
+            _ => eprintln!(
+                "MySqlTestDatabase {}: not dropped (not on a multi-thread runtime)",
+                self.name
+            ),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! the rules decide, lock and lease the rows, reserve their slots); no lock is held across an
 //! HTTP call.
 
-use super::{marks, micros, uuid_of, MySqlStore};
+use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
 use crate::store::postgres::NamedRobot;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot};
@@ -323,6 +323,16 @@ impl MySqlStore {
         lease: Duration,
         plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
     ) -> sqlx::Result<ClaimResult> {
+        retrying(|| self.claim_once(robot_id, worker_id, lease, &plan)).await
+    }
+
+    async fn claim_once(
+        &self,
+        robot_id: i32,
+        worker_id: &str,
+        lease: Duration,
+        plan: &impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+    ) -> sqlx::Result<ClaimResult> {
         let mut tx = self.pool.begin().await?;
         let Some((robot, recent)) = lock_robot(&mut tx, robot_id).await? else {
             return Ok(ClaimResult::Busy);
@@ -389,6 +399,8 @@ impl MySqlStore {
         robot_id: i32,
         has_budget: impl FnOnce(&RobotSnapshot, DateTime<Utc>) -> Result<(), DateTime<Utc>>,
     ) -> sqlx::Result<Result<Option<i64>, DateTime<Utc>>> {
+        // Not retried: `has_budget` is called once. A deadlock here is an error the user sees
+        // (send-test), and running the command again is the cure.
         let mut tx = self.pool.begin().await?;
         let Some((robot, recent)) = lock_robot(&mut tx, robot_id).await? else {
             return Ok(Ok(None));

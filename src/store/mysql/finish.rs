@@ -3,7 +3,7 @@
 //! release). Rows a statement will change are locked and read first (no RETURNING), and only
 //! the claim holding a row's lease token may finish it.
 
-use super::{marks, micros, uuid_of, MySqlStore};
+use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::postgres::NamedRobot;
 use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
@@ -21,9 +21,11 @@ WHERE id IN ({ids}) AND status = 'sending' AND (id, lease_token) IN ({pairs})
 FOR UPDATE
 "#;
 
-/// Several robots in one batch: take their rows' locks in id order first, so two replicas
-/// recording overlapping robots cannot deadlock on the counters.
-const LOCK_ROBOTS: &str = "SELECT id FROM wecom_webhooks WHERE id IN ({ids}) ORDER BY id FOR UPDATE";
+/// The robots' state rows first, in id order: the claim locks a robot's state row before its
+/// robot row (the slots' foreign key), so taking them in the same order, and two batches in
+/// the same order, nothing waits in a circle.
+const LOCK_ROBOTS: &str =
+    "SELECT robot_id FROM wecom_robot_state WHERE robot_id IN ({ids}) ORDER BY robot_id FOR UPDATE";
 
 /// Sent, for rows whose lease was checked above; `robot_name` by a CASE over the ids.
 const MARK_SENT: &str = r#"
@@ -110,14 +112,21 @@ SET paused_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND,
 WHERE robot_id = ?
 "#;
 
-const DISABLE_ROBOT: &str = "UPDATE wecom_webhooks SET is_active = FALSE, disabled_reason = ? WHERE id = ?";
+const DISABLE_ROBOT: &str =
+    "UPDATE wecom_webhooks SET is_active = FALSE, disabled_reason = ? WHERE id = ?";
 
-/// Rows whose lease ended without an answer (their replica died), locked, with whether that
-/// was their last attempt.
+/// Rows whose lease ended without an answer (their replica died), as last committed.
 const LOST_LEASES: &str = r#"
-SELECT id, CAST(attempts >= max_attempts AS SIGNED) AS last
-FROM wecom_outbox
+SELECT id FROM wecom_outbox
 WHERE status = 'sending' AND locked_until < UTC_TIMESTAMP(6)
+"#;
+
+/// Those rows locked, if their lease has still ended, with whether that was their last
+/// attempt.
+const LOCK_LOST: &str = r#"
+SELECT id, CAST(attempts >= max_attempts AS SIGNED) AS last
+FROM wecom_outbox FORCE INDEX (PRIMARY)
+WHERE id IN ({ids}) AND status = 'sending' AND locked_until < UTC_TIMESTAMP(6)
 FOR UPDATE
 "#;
 
@@ -131,12 +140,18 @@ SET status = IF(attempts >= max_attempts, 'failed', 'pending'),
 WHERE id IN ({ids}) AND status = 'sending'
 "#;
 
+/// Pending rows past `expires_at`, as last committed.
+const OVERDUE: &str = r#"
+SELECT id FROM wecom_outbox
+WHERE status = 'pending' AND expires_at <= UTC_TIMESTAMP(6)
+"#;
+
 /// Past `expires_at`, a row is never sent.
 const EXPIRE: &str = r#"
-UPDATE wecom_outbox
+UPDATE wecom_outbox FORCE INDEX (PRIMARY)
 SET status = 'expired',
     last_error = CONCAT('expired at ', expires_at, ' UTC before it could be sent')
-WHERE status = 'pending' AND expires_at <= UTC_TIMESTAMP(6)
+WHERE id IN ({ids}) AND status = 'pending' AND expires_at <= UTC_TIMESTAMP(6)
 "#;
 
 /// Claimed rows this worker will not send: pending again, attempt returned. `{pairs}` is
@@ -181,6 +196,15 @@ impl MySqlStore {
             let sent = SentRecord::of(robot, row);
             return Ok(self.record_sent(&[sent]).await? == [row.id]);
         }
+        retrying(|| self.finish_once(robot, row, outcome)).await
+    }
+
+    async fn finish_once(
+        &self,
+        robot: &ClaimedRobot,
+        row: &Claimed,
+        outcome: &Finish,
+    ) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         settle_slots(&mut tx, &[row.slot_id]).await?;
         let owned = match outcome {
@@ -221,12 +245,14 @@ impl MySqlStore {
                 back_to_pending(&mut tx, row, Duration::ZERO, Some(45009), error, 1).await?
             }
             Finish::RobotGone { errcode, reason } => {
+                // The state row first (the claim's order: state, then robot; the robot's
+                // AFTER UPDATE trigger writes the state row too).
+                robot_error(&mut tx, robot.id, *errcode, reason).await?;
                 sqlx::query(DISABLE_ROBOT)
                     .bind(reason)
                     .bind(robot.id)
                     .execute(&mut *tx)
                     .await?;
-                robot_error(&mut tx, robot.id, *errcode, reason).await?;
                 back_to_pending(&mut tx, row, Duration::ZERO, *errcode, reason, 1).await?
             }
         };
@@ -244,12 +270,12 @@ impl MySqlStore {
         if sent.is_empty() {
             return Ok(Vec::new());
         }
-        match self.record_sent_together(sent).await {
+        match retrying(|| self.record_sent_together(sent)).await {
             Err(sqlx::Error::Database(e)) => {
                 tracing::debug!(error = %e, "group record refused; recording one by one");
                 let mut done = Vec::with_capacity(sent.len());
                 for record in sent {
-                    if self.record_one_sent(record).await? {
+                    if retrying(|| self.record_one_sent(record)).await? {
                         done.push(record.outbox_id);
                     }
                 }
@@ -264,14 +290,7 @@ impl MySqlStore {
         let mut robots: Vec<i32> = sent.iter().map(|s| s.robot_id).collect();
         robots.sort_unstable();
         robots.dedup();
-        if robots.len() > 1 {
-            let sql = LOCK_ROBOTS.replace("{ids}", &marks(robots.len()));
-            let mut lock = sqlx::query(&sql);
-            for id in &robots {
-                lock = lock.bind(id);
-            }
-            lock.execute(&mut *tx).await?;
-        }
+        lock_robots(&mut tx, &robots).await?;
         let held = held_rows(&mut tx, sent).await?;
         let done: Vec<&SentRecord> = sent
             .iter()
@@ -303,6 +322,7 @@ impl MySqlStore {
     #[tracing::instrument(skip_all, fields(outbox_id = %sent.outbox_id))]
     async fn record_one_sent(&self, sent: &SentRecord) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
+        lock_robots(&mut tx, &[sent.robot_id]).await?;
         settle_slots(&mut tx, &[sent.slot_id]).await?;
         let owned = sqlx::query(MARK_ONE_SENT)
             .bind(&sent.robot_name)
@@ -328,6 +348,10 @@ impl MySqlStore {
         if rows.is_empty() {
             return Ok(());
         }
+        retrying(|| self.release_once(rows)).await
+    }
+
+    async fn release_once(&self, rows: &[Claimed]) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         let sql = RELEASE
             .replace("{ids}", &marks(rows.len()))
@@ -350,32 +374,63 @@ impl MySqlStore {
     }
 
     /// Expire overdue rows, rescue expired leases and forget slots that count no more;
-    /// returns (expired, rescued).
+    /// returns (expired, rescued). Rows are found by a read without locks and then changed
+    /// by primary key, each condition checked again: a locking range read over the status
+    /// indexes would hold gaps the claims and the writers insert into.
     #[tracing::instrument(skip(self))]
     pub async fn housekeeping(&self) -> sqlx::Result<(u64, i64)> {
-        sqlx::query(FORGET_SLOTS)
-            .bind((2 * MAX_WINDOW.as_secs() + 1) as i64)
-            .execute(&self.pool)
+        retrying(|| async {
+            sqlx::query(FORGET_SLOTS)
+                .bind((2 * MAX_WINDOW.as_secs() + 1) as i64)
+                .execute(&self.pool)
+                .await
+        })
+        .await?;
+        let expired = retrying(|| self.expire()).await?;
+        let rescued = retrying(|| self.rescue()).await?;
+        Ok((expired, rescued))
+    }
+
+    async fn expire(&self) -> sqlx::Result<u64> {
+        let overdue: Vec<String> = sqlx::query_scalar(OVERDUE).fetch_all(&self.pool).await?;
+        if overdue.is_empty() {
+            return Ok(0);
+        }
+        let sql = EXPIRE.replace("{ids}", &marks(overdue.len()));
+        let mut expire = sqlx::query(&sql);
+        for id in &overdue {
+            expire = expire.bind(id);
+        }
+        Ok(expire.execute(&self.pool).await?.rows_affected())
+    }
+
+    async fn rescue(&self) -> sqlx::Result<i64> {
+        let lost: Vec<String> = sqlx::query_scalar(LOST_LEASES)
+            .fetch_all(&self.pool)
             .await?;
-        let expired = sqlx::query(EXPIRE)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        if lost.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await?;
-        let lost: Vec<(String, i64)> = sqlx::query_as(LOST_LEASES).fetch_all(&mut *tx).await?;
-        if !lost.is_empty() {
-            let sql = RESCUE.replace("{ids}", &marks(lost.len()));
+        let sql = LOCK_LOST.replace("{ids}", &marks(lost.len()));
+        let mut lock = sqlx::query_as::<_, (String, i64)>(&sql);
+        for id in &lost {
+            lock = lock.bind(id);
+        }
+        let locked = lock.fetch_all(&mut *tx).await?;
+        if !locked.is_empty() {
+            let sql = RESCUE.replace("{ids}", &marks(locked.len()));
             let mut rescue = sqlx::query(&sql);
-            for (id, _) in &lost {
+            for (id, _) in &locked {
                 rescue = rescue.bind(id);
             }
             rescue.execute(&mut *tx).await?;
-            for (id, _) in lost.iter().filter(|(_, last)| *last == 1) {
+            for (id, _) in locked.iter().filter(|(_, last)| *last == 1) {
                 write_log(&mut tx, uuid_of(id)?).await?;
             }
         }
         tx.commit().await?;
-        Ok((expired, lost.len() as i64))
+        Ok(locked.len() as i64)
     }
 
     /// Record a `send-test` send: the log row, the slot's real time, and the robot's counters.
@@ -412,7 +467,10 @@ impl MySqlStore {
 }
 
 /// Which of `sent` this claim still holds (locked until the transaction ends).
-async fn held_rows(tx: &mut Transaction<'_, MySql>, sent: &[SentRecord]) -> sqlx::Result<Vec<Uuid>> {
+async fn held_rows(
+    tx: &mut Transaction<'_, MySql>,
+    sent: &[SentRecord],
+) -> sqlx::Result<Vec<Uuid>> {
     let sql = HELD
         .replace("{ids}", &marks(sent.len()))
         .replace("{pairs}", &pairs(sent.len()));
@@ -446,17 +504,27 @@ async fn mark_sent(tx: &mut Transaction<'_, MySql>, done: &[&SentRecord]) -> sql
     Ok(())
 }
 
+async fn lock_robots(tx: &mut Transaction<'_, MySql>, robots: &[i32]) -> sqlx::Result<()> {
+    let sql = LOCK_ROBOTS.replace("{ids}", &marks(robots.len()));
+    let mut lock = sqlx::query(&sql);
+    for id in robots {
+        lock = lock.bind(id);
+    }
+    lock.execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn count_robot_sends(
     tx: &mut Transaction<'_, MySql>,
     robot_id: i32,
     n: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(COUNT_ROBOT_SENDS)
-        .bind(n)
+    sqlx::query(ROBOT_HEALTHY)
         .bind(robot_id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(ROBOT_HEALTHY)
+    sqlx::query(COUNT_ROBOT_SENDS)
+        .bind(n)
         .bind(robot_id)
         .execute(&mut **tx)
         .await?;

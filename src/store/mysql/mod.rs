@@ -75,7 +75,11 @@ pub fn display_url(url: &str) -> String {
 
 /// Every worker connection says it is the worker: the outbox's BEFORE UPDATE/DELETE guard
 /// (migration 0004) lets only such connections move rows through their life.
+/// `SET NAMES utf8mb4` without a collation gives literals the server's default collation, the
+/// one the routines were created with (sqlx's own utf8mb4_unicode_ci would make comparisons
+/// with their results "an illegal mix of collations").
 async fn as_worker(conn: &mut MySqlConnection) -> sqlx::Result<()> {
+    conn.execute("SET NAMES utf8mb4").await?;
     conn.execute("SET @wecom_actor = 'worker'").await?;
     Ok(())
 }
@@ -88,6 +92,41 @@ fn marks(n: usize) -> String {
 /// A UUID stored as CHAR(36) text (MySQL has no uuid type; sqlx would send 16 bytes).
 fn uuid_of(text: &str) -> sqlx::Result<Uuid> {
     Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Whether `e` is InnoDB giving up on a transaction to break a deadlock (1213) or a lock wait
+/// (1205): the transaction was rolled back and running it again is the cure.
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().as_deref() == Some("40001")
+                || d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|m| matches!(m.number(), 1205 | 1213))
+        }
+        _ => false,
+    }
+}
+
+/// Run the transaction `op` again (up to 5 times, a few milliseconds apart) when InnoDB
+/// rolled it back for a deadlock. Where PostgreSQL's statements wait, InnoDB's next-key and
+/// foreign-key locks sometimes deadlock instead; a recorded send must not be left `sending`
+/// (its lease would end and the message would go twice) because of one.
+async fn retrying<T, F, Fut>(mut op: F) -> sqlx::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    let mut tries = 0u64;
+    loop {
+        match op().await {
+            Err(e) if is_deadlock(&e) && tries < 5 => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "deadlock; running the transaction again");
+                tokio::time::sleep(Duration::from_millis(3 * tries)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A duration as whole microseconds, for `INTERVAL ? MICROSECOND`.
@@ -207,8 +246,13 @@ fn event_scheduler(row: &sqlx::mysql::MySqlRow) -> String {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
         })
         .or_else(|_| {
-            row.try_get::<i64, _>("event_scheduler")
-                .map(|v| if v == 1 { "ON".into() } else { "OFF".into() })
+            row.try_get::<i64, _>("event_scheduler").map(|v| {
+                if v == 1 {
+                    "ON".into()
+                } else {
+                    "OFF".into()
+                }
+            })
         })
         .unwrap_or_default()
 }

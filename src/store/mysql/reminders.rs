@@ -94,7 +94,9 @@ async fn settings(conn: &mut MySqlConnection) -> sqlx::Result<Day> {
         offset_text: row.try_get("offset_text")?,
         run_time: row.try_get("run_time")?,
         urgent_days: row.try_get("urgent_days")?,
-        cadence: row.try_get::<Option<String>, _>("cadence")?.unwrap_or_default(),
+        cadence: row
+            .try_get::<Option<String>, _>("cadence")?
+            .unwrap_or_default(),
     })
 }
 

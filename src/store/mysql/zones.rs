@@ -23,7 +23,9 @@ const BATCH: usize = 2_000;
 type OffsetRow = (&'static str, NaiveDateTime, i32);
 
 fn offset(tz: Tz, at: i64) -> i32 {
-    let utc = DateTime::from_timestamp(at, 0).unwrap_or_default().naive_utc();
+    let utc = DateTime::from_timestamp(at, 0)
+        .unwrap_or_default()
+        .naive_utc();
     tz.offset_from_utc_datetime(&utc).fix().local_minus_utc()
 }
 
@@ -42,7 +44,11 @@ fn change_between(tz: Tz, mut from: i64, mut to: i64) -> i64 {
 }
 
 fn offsets_of(tz: Tz, rows: &mut Vec<OffsetRow>) {
-    let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default().naive_utc();
+    let at = |s: i64| {
+        DateTime::from_timestamp(s, 0)
+            .unwrap_or_default()
+            .naive_utc()
+    };
     let mut current = offset(tz, FIRST);
     rows.push((tz.name(), at(FIRST), current));
     let mut t = FIRST;
