@@ -326,3 +326,61 @@ async fn send_test_and_status_work_and_never_show_the_key() {
     status.ok().never_shows(secret_part(&key));
     assert!(status.stdout.contains("parent_group"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_written_while_the_worker_is_idle_is_delivered() {
+    let Some(db) = MySqlTestDatabase::migrated("idle_poll").await else {
+        return;
+    };
+    let fake = standin(20, MINUTE).await;
+    db.add_robot(&fake, "parent_group", None, 20, MINUTE).await;
+    let worker = replica(&db, &fake, "w", "30s");
+    // Idle long enough for the poll to back off to its slowest (2 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    db.enqueue("parent_group", "hello", 1).await;
+    db.wait_for_status("sent", 1, Duration::from_secs(15)).await;
+    worker.stop("TERM", Duration::from_secs(20)).await.0.ok();
+    assert_eq!(contents(&fake), ["hello 1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_url_works_like_a_mysql_one_and_a_bad_one_never_shows_its_password() {
+    let Some(db) = MySqlTestDatabase::migrated("mariadb_scheme").await else {
+        return;
+    };
+    let fake = standin(20, MINUTE).await;
+    db.add_robot(&fake, "parent_group", None, 20, MINUTE).await;
+    let mariadb = db.url.replacen("mysql://", "mariadb://", 1);
+    let status = Cli::new(&["status"])
+        .env("DATABASE_URL", &mariadb)
+        .output()
+        .await;
+    status.ok();
+    assert!(status.stdout.contains("parent_group"), "{status}");
+    let password = secret_key();
+    let unreachable = format!("mysql://root:{password}@127.0.0.1:1/school");
+    let refused = Cli::new(&["status"])
+        .env("DATABASE_URL", &unreachable)
+        .output()
+        .await;
+    refused.fails().never_shows(secret_part(&password));
+    assert!(refused.stderr.contains("127.0.0.1"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wakeup_poll_stays_quiet_while_nothing_changes_and_signals_a_new_row() {
+    let Some(db) = MySqlTestDatabase::migrated("wakeup_poll").await else {
+        return;
+    };
+    let fake = standin(20, MINUTE).await;
+    db.add_robot(&fake, "parent_group", None, 20, MINUTE).await;
+    let mut wakeups = db.store.wakeups().await.expect("a poll");
+    let quiet = tokio::time::timeout(Duration::from_secs(3), wakeups.next()).await;
+    assert!(quiet.is_err(), "a signal although nothing changed");
+    db.enqueue("parent_group", "hello", 1).await;
+    let signalled = tokio::time::timeout(Duration::from_secs(10), wakeups.next()).await;
+    assert!(
+        matches!(signalled, Ok(Ok(()))),
+        "no signal for a new row: {signalled:?}"
+    );
+}
