@@ -247,7 +247,7 @@ async fn nothing_is_sent_outside_the_robots_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enqueue_reminders_enqueues_the_days_reminders_once() {
+async fn preview_shows_the_days_reminders_and_enqueue_reminders_enqueues_them_once() {
     let Some(db) = MySqlTestDatabase::migrated("enqueue_reminders").await else {
         return;
     };
@@ -266,6 +266,10 @@ async fn enqueue_reminders_enqueues_the_days_reminders_once() {
              ('Amy', DATE(UTC_TIMESTAMP() + INTERVAL 8 HOUR) + INTERVAL 20 DAY, '🔴 Not Yet Renewed');",
     )
     .await;
+    let preview = cli(&db, &fake, &["preview"]).output().await;
+    preview.ok();
+    assert!(preview.stdout.contains("陳小明"), "{preview}");
+    assert!(preview.stdout.contains("1 would be enqueued"), "{preview}");
     let first = cli(&db, &fake, &["enqueue-reminders"]).output().await;
     first.ok();
     assert!(first.stdout.contains("enqueued 1 reminder"), "{first}");
@@ -273,6 +277,9 @@ async fn enqueue_reminders_enqueues_the_days_reminders_once() {
     let second = cli(&db, &fake, &["enqueue-reminders"]).output().await;
     second.ok();
     assert!(second.stdout.contains("enqueued 0 reminder"), "{second}");
+    let after = cli(&db, &fake, &["preview"]).output().await;
+    after.ok();
+    assert!(after.stdout.contains("1 already enqueued"), "{after}");
     assert_eq!(
         db.count("SELECT COUNT(*) FROM wecom_outbox WHERE message_type = 'fee_reminder' AND priority = 1")
             .await,
