@@ -301,7 +301,10 @@ async fn a_message_wecom_would_refuse_is_refused_at_insert_naming_the_rule() {
              VALUES ('parent_group', '{\"msgtype\": \"text\", \"text\": {}}')",
         )
         .await;
-    assert!(error.contains("content"), "{error}");
+    assert!(
+        error.contains("wecom_outbox: text.content is missing"),
+        "{error}"
+    );
     assert_eq!(db.count("SELECT COUNT(*) FROM wecom_outbox").await, 0);
 }
 
