@@ -196,16 +196,8 @@ impl MySqlStore {
             flag("trust_function_creators"),
             flag("has_super"),
         );
-        if log_bin == 1 && trusted == 0 && super_user == 0 {
-            return Err(StoreError::Schema(
-                "migrate: this server has binary logging on, and creating wecom-outbox's triggers and \
-                 procedures then needs the flag log_bin_trust_function_creators = on (the user has no \
-                 SUPER privilege). On Cloud SQL: gcloud sql instances patch INSTANCE \
-                 --database-flags=log_bin_trust_function_creators=on (keep the instance's other flags in \
-                 that list), or Console > the instance > Edit > Flags. Elsewhere: \
-                 SET GLOBAL log_bin_trust_function_creators = 1 (and in my.cnf). Then run migrate again."
-                    .into(),
-            ));
+        if let Some(problem) = binlog_problem(log_bin, trusted, super_user) {
+            return Err(StoreError::Schema(problem.into()));
         }
         let scheduler = event_scheduler(&row);
         if !scheduler.eq_ignore_ascii_case("ON") {
@@ -240,6 +232,20 @@ impl MySqlStore {
     }
 }
 
+/// Why the migrations cannot run (and what to set), when binary logging is on and the user
+/// may neither create routines as SUPER nor rely on `log_bin_trust_function_creators`:
+/// the server would refuse the first trigger half-way through migration 0001.
+fn binlog_problem(log_bin: i64, trusted: i64, super_user: i64) -> Option<&'static str> {
+    (log_bin == 1 && trusted == 0 && super_user == 0).then_some(
+        "migrate: this server has binary logging on, and creating wecom-outbox's triggers and \
+         procedures then needs the flag log_bin_trust_function_creators = on (the user has no \
+         SUPER privilege). On Cloud SQL: gcloud sql instances patch INSTANCE \
+         --database-flags=log_bin_trust_function_creators=on (keep the instance's other flags in \
+         that list), or Console > the instance > Edit > Flags. Elsewhere: \
+         SET GLOBAL log_bin_trust_function_creators = 1 (and in my.cnf). Then run migrate again.",
+    )
+}
+
 /// `@@event_scheduler` as text, whichever way the server sends it.
 fn event_scheduler(row: &sqlx::mysql::MySqlRow) -> String {
     row.try_get::<String, _>("event_scheduler")
@@ -257,4 +263,37 @@ fn event_scheduler(row: &sqlx::mysql::MySqlRow) -> String {
             })
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_logging_without_the_trust_flag_or_super_is_refused_naming_the_flag() {
+        let problem = binlog_problem(1, 0, 0).expect("refused");
+        assert!(problem.contains("log_bin_trust_function_creators = on"));
+        assert!(problem.contains("gcloud sql instances patch"));
+    }
+
+    #[test]
+    fn the_trust_flag_super_or_no_binary_log_each_lets_migrate_run() {
+        assert_eq!(binlog_problem(1, 1, 0), None);
+        assert_eq!(binlog_problem(1, 0, 1), None);
+        assert_eq!(binlog_problem(0, 0, 0), None);
+    }
+
+    #[test]
+    fn mariadb_urls_are_given_to_sqlx_as_mysql_urls() {
+        assert_eq!(sqlx_url("mariadb://u@h:3306/db"), "mysql://u@h:3306/db");
+        assert_eq!(sqlx_url("mysql://u@h/db"), "mysql://u@h/db");
+    }
+
+    #[test]
+    fn the_preflight_is_the_files_one_statement() {
+        let q = preflight_query();
+        assert!(q.starts_with("SELECT @@log_bin"), "{q}");
+        assert!(!q.contains(';'));
+        assert!(q.contains("has_super"));
+    }
 }
