@@ -394,3 +394,41 @@ async fn the_wakeup_poll_stays_quiet_while_nothing_changes_and_signals_a_new_row
         "no signal for a new row: {signalled:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_message_whose_enrollment_was_deleted_is_logged_once_without_the_reference() {
+    let Some(db) = MySqlTestDatabase::empty("deleted_enrollment").await else {
+        return;
+    };
+    db.exec(&mysql_support::phase1("utf8mb4")).await;
+    db.store.migrate().await.expect("migrate over 023's tables");
+    let fake = standin(20, MINUTE).await;
+    db.add_robot(&fake, "parent_group", None, 20, MINUTE).await;
+    db.exec(
+        "INSERT INTO enrollments (id, student_name) VALUES (1, 'Amy'), (2, 'Ben');
+         INSERT INTO wecom_outbox (webhook_name, content, enrollment_id) VALUES
+             ('parent_group', 'for Amy', 1), ('parent_group', 'for Ben', 2);
+         DELETE FROM enrollments WHERE id = 1;",
+    )
+    .await;
+    let worker = replica(&db, &fake, "w", "30s");
+    db.wait_for_status("sent", 2, MINUTE).await;
+    worker.stop("TERM", Duration::from_secs(20)).await.0.ok();
+    assert_eq!(contents(&fake).len(), 2, "each sent once");
+    assert_eq!(db.count("SELECT COUNT(*) FROM wecom_message_log").await, 2);
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM wecom_message_log
+             WHERE enrollment_id IS NULL AND error_message LIKE 'enrollment_id 1 was refused%'"
+        )
+        .await,
+        1,
+        "the deleted enrollment's row is logged without it, saying why"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM wecom_message_log WHERE enrollment_id = 2")
+            .await,
+        1,
+        "the other keeps its reference"
+    );
+}
