@@ -341,3 +341,204 @@ impl Replica {
             .expect("replica result");
     }
 }
+
+/// A MySQL/MariaDB database of its own for one test, created on the server
+/// `MYSQL_DATABASE_URL` names (a `mysql://` URL without a database, for a user that may
+/// CREATE DATABASE) and dropped when the value is dropped.
+pub struct MySqlTestDatabase {
+    /// The URL of the test's own database.
+    pub url: String,
+    /// A store on that database (the worker's connections).
+    pub store: Store,
+    pool: sqlx::MySqlPool,
+    server: String,
+    name: String,
+}
+
+/// `MYSQL_DATABASE_URL` without a trailing `/`, or `None` after saying the test is SKIPPED.
+pub fn mysql_server_url(test: &str) -> Option<String> {
+    match std::env::var("MYSQL_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_owned()),
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: MYSQL_DATABASE_URL is unset (scripts/test sets it, starting a throwaway MariaDB)"
+            );
+            None
+        }
+    }
+}
+
+/// `server` (maybe with `?options`) pointed at database `db`.
+fn mysql_with_database(server: &str, db: &str) -> String {
+    match server.split_once('?') {
+        Some((url, query)) => format!("{}/{db}?{query}", url.trim_end_matches('/')),
+        None => format!("{server}/{db}"),
+    }
+}
+
+impl MySqlTestDatabase {
+    /// An empty utf8mb4 database; `None` (the test SKIPPED) without `MYSQL_DATABASE_URL`.
+    pub async fn empty(test: &str) -> Option<Self> {
+        let server = mysql_server_url(test)?;
+        let name = format!("wecom_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::MySqlConnection::connect(&server.replace("mariadb://", "mysql://"))
+            .await
+            .expect("connect to MYSQL_DATABASE_URL");
+        sqlx::raw_sql(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        let url = mysql_with_database(&server, &name);
+        let store = Store::connect_lazy(&url, 20).expect("test database URL");
+        let pool = store.mysql_pool().expect("a MySQL test database").clone();
+        Some(MySqlTestDatabase {
+            url,
+            store,
+            pool,
+            server,
+            name,
+        })
+    }
+
+    /// A database `migrate` has run on; `None` without `MYSQL_DATABASE_URL`.
+    pub async fn migrated(test: &str) -> Option<Self> {
+        let db = Self::empty(test).await?;
+        db.store.migrate().await.expect("migrations apply");
+        Some(db)
+    }
+
+    /// The worker's pool on the test's database.
+    pub fn pool(&self) -> &sqlx::MySqlPool {
+        &self.pool
+    }
+
+    /// Run SQL that must succeed (several statements allowed).
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"));
+    }
+
+    /// Run SQL that must fail; returns the server's message.
+    pub async fn exec_err(&self, sql: &str) -> String {
+        match sqlx::raw_sql(sql).execute(&self.pool).await {
+            Ok(_) => panic!("expected an error from: {sql}"),
+            Err(sqlx::Error::Database(d)) => d.message().to_owned(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// One integer from a query such as `SELECT COUNT(*) …` (any integer type).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        let row = sqlx::query(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"));
+        row.try_get::<i64, _>(0)
+            .or_else(|_| row.try_get::<i32, _>(0).map(i64::from))
+            .or_else(|_| row.try_get::<u64, _>(0).map(|v| v as i64))
+            .or_else(|_| row.try_get::<bool, _>(0).map(i64::from))
+            .unwrap_or_else(|e| panic!("not an integer: {e}\nin SQL: {sql}"))
+    }
+
+    /// Add a robot at the stand-in with key `key-{name}`, in `pool` if given.
+    pub async fn add_robot(
+        &self,
+        standin: &Standin,
+        name: &str,
+        pool: Option<&str>,
+        limit: u32,
+        window: Duration,
+    ) {
+        let url = standin.url_for(&format!("key-{name}"));
+        self.add_robot_at(name, &url, pool, limit, window).await;
+    }
+
+    /// Add a robot whose URL is exactly `url`; returns its id. The window is whole seconds
+    /// (MySQL's `rate_window` is INT seconds), at least 1.
+    pub async fn add_robot_at(
+        &self,
+        name: &str,
+        url: &str,
+        pool: Option<&str>,
+        limit: u32,
+        window: Duration,
+    ) -> i32 {
+        let done = sqlx::query(
+            "INSERT INTO wecom_webhooks (webhook_name, webhook_url, pool_name, rate_limit, rate_window)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(url)
+        .bind(pool)
+        .bind(limit as i32)
+        .bind(window.as_secs().max(1) as i64)
+        .execute(&self.pool)
+        .await
+        .expect("insert robot");
+        done.last_insert_id() as i32
+    }
+
+    /// Enqueue `n` text messages `"{prefix} {i}"` for `destination`, in one statement.
+    pub async fn enqueue(&self, destination: &str, prefix: &str, n: i64) {
+        let values = vec!["(?, ?, 'test')"; n as usize].join(", ");
+        let sql = format!(
+            "INSERT INTO wecom_outbox (webhook_name, content, message_type) VALUES {values}"
+        );
+        let mut insert = sqlx::query(&sql);
+        for i in 1..=n {
+            insert = insert.bind(destination).bind(format!("{prefix} {i}"));
+        }
+        insert.execute(&self.pool).await.expect("enqueue");
+    }
+
+    /// Wait until `want` rows have `status`, or panic after `timeout`.
+    pub async fn wait_for_status(&self, status: &str, want: i64, timeout: Duration) {
+        let what = format!("the count of {status:?} rows in wecom_outbox");
+        poll(&what, want, timeout, || self.status_count(status)).await;
+    }
+
+    /// Wait until `sql` returns `want`, or panic after `timeout` with what it returned.
+    pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
+        poll(sql, want, timeout, || self.count(sql)).await;
+    }
+
+    /// Rows by status, e.g. `status_count("sent")`.
+    pub async fn status_count(&self, status: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM wecom_outbox WHERE status = ?")
+            .bind(status)
+            .fetch_one(&self.pool)
+            .await
+            .expect("status count")
+    }
+}
+
+impl Drop for MySqlTestDatabase {
+    /// Drops the test's database. Tests run on a multi-threaded runtime, as for
+    /// [`TestDatabase`].
+    fn drop(&mut self) {
+        let (server, name) = (
+            self.server.replace("mariadb://", "mysql://"),
+            self.name.clone(),
+        );
+        let work = async move {
+            let mut admin = sqlx::MySqlConnection::connect(&server).await.ok()?;
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                .execute(&mut admin)
+                .await
+                .ok()
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(work));
+            }
+            _ => eprintln!(
+                "MySqlTestDatabase {}: not dropped (not on a multi-thread runtime)",
+                self.name
+            ),
+        }
+    }
+}

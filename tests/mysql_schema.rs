@@ -408,6 +408,12 @@ async fn every_migration_script_can_run_again_over_its_own_result_and_keeps_ever
 fn migration_files() -> usize {
     std::fs::read_dir(mysql_support::MIGRATIONS)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
         .count()
 }

@@ -3,6 +3,7 @@
 //! is one more arm in [`on_backend!`] and the conformance suite (`tests/store_conformance.rs`)
 //! proves it behaves the same.
 
+use super::mysql::{self, MySqlStore};
 use super::postgres::{self, PgStore};
 use super::{
     ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, NamedRobot, Result, RobotReport,
@@ -19,6 +20,8 @@ use uuid::Uuid;
 pub enum Store {
     /// `postgres://` or `postgresql://`.
     Postgres(PgStore),
+    /// `mysql://` or `mariadb://` (MySQL 8.0, MariaDB 10.6+).
+    MySql(MySqlStore),
 }
 
 /// Calls the same operation on whichever backend `$store` is, converting its errors.
@@ -26,19 +29,26 @@ macro_rules! on_backend {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
             Store::Postgres($backend) => Ok($call.await?),
+            Store::MySql($backend) => Ok($call.await?),
         }
     };
 }
 
+/// Which backend a `DATABASE_URL` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    MySql,
+}
+
 /// Which backend a `DATABASE_URL` asks for, or an error that says what a URL looks like.
-fn scheme(url: &str) -> Result<&'static str> {
+fn scheme(url: &str) -> Result<Backend> {
     match url.split("://").next().unwrap_or_default() {
-        "postgres" | "postgresql" => Ok("postgres"),
-        scheme @ ("mysql" | "mariadb") => Err(StoreError::Url(format!(
-            "DATABASE_URL is a {scheme}:// URL: the MySQL/MariaDB backend is not available in this version; use a postgres:// URL"
-        ))),
+        "postgres" | "postgresql" => Ok(Backend::Postgres),
+        "mysql" | "mariadb" => Ok(Backend::MySql),
         _ => Err(StoreError::Url(format!(
-            "DATABASE_URL must look like postgres://user:password@host:5432/database (got {})",
+            "DATABASE_URL must look like postgres://user:password@host:5432/database \
+             or mysql://user:password@host:3306/database (got {})",
             postgres::display_url(url)
         ))),
     }
@@ -48,17 +58,18 @@ impl Store {
     /// A pool that connects on first use and reconnects by itself, so a worker started while
     /// the database is down waits for it instead of exiting.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store> {
-        scheme(url)?;
-        Ok(Store::Postgres(PgStore::connect_lazy(
-            url,
-            max_connections,
-        )?))
+        Ok(match scheme(url)? {
+            Backend::Postgres => Store::Postgres(PgStore::connect_lazy(url, max_connections)?),
+            Backend::MySql => Store::MySql(MySqlStore::connect_lazy(url, max_connections)?),
+        })
     }
 
     /// Connect now, or say plainly why not (for one-shot commands).
     pub async fn connect(url: &str) -> Result<Store> {
-        scheme(url)?;
-        Ok(Store::Postgres(PgStore::connect(url).await?))
+        Ok(match scheme(url)? {
+            Backend::Postgres => Store::Postgres(PgStore::connect(url).await?),
+            Backend::MySql => Store::MySql(MySqlStore::connect(url).await?),
+        })
     }
 
     /// The PostgreSQL pool, for the demo's example school and the benchmarks, which are
@@ -67,6 +78,15 @@ impl Store {
     pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
         match self {
             Store::Postgres(s) => Some(s.pool()),
+            Store::MySql(_) => None,
+        }
+    }
+
+    /// The MySQL pool, for this backend's tests; `None` on another backend.
+    pub fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
+        match self {
+            Store::MySql(s) => Some(s.pool()),
+            Store::Postgres(_) => None,
         }
     }
 
@@ -84,6 +104,7 @@ impl Store {
     pub async fn wakeups(&self) -> Result<Wakeups> {
         match self {
             Store::Postgres(s) => Ok(Wakeups::Postgres(s.listen().await?)),
+            Store::MySql(s) => Ok(Wakeups::Poll(s.poll())),
         }
     }
 
@@ -228,6 +249,9 @@ impl Store {
 pub enum Wakeups {
     /// PostgreSQL's LISTEN on the outbox channel.
     Postgres(sqlx::postgres::PgListener),
+    /// MySQL has no LISTEN: a cheap indexed poll, every 100 ms while the outbox changes,
+    /// backing off to every 2 s while it does not (`mysql::Poll`).
+    Poll(mysql::Poll),
 }
 
 impl Wakeups {
@@ -238,6 +262,7 @@ impl Wakeups {
                 listener.recv().await?;
                 Ok(())
             }
+            Wakeups::Poll(poll) => Ok(poll.next().await?),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod error;
 mod interface;
+pub mod mysql;
 pub mod postgres;
 
 use chrono::{DateTime, Utc};
