@@ -58,7 +58,7 @@ pub struct Cli {
 /// Where the database is; every subcommand that touches it takes this.
 #[derive(Debug, clap::Args)]
 pub struct Database {
-    /// PostgreSQL URL, e.g. postgres://user@host:5432/school
+    /// postgres://user@host:5432/school, or mysql://user@host:3306/school (MySQL 8 / MariaDB)
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     url: Option<String>,
 }
@@ -70,7 +70,7 @@ impl Database {
             Some(url) if !url.is_empty() => Ok(url),
             _ => anyhow::bail!(
                 "DATABASE_URL is not set: export DATABASE_URL=postgres://user@host:5432/school \
-                 (or pass --database-url)"
+                 or mysql://user@host:3306/school (or pass --database-url)"
             ),
         }
     }
