@@ -1,13 +1,14 @@
 //! `wecom-outbox demo` end to end, as a newcomer runs it: the real binary, with no
 //! `DATABASE_URL` (it starts and removes a PostgreSQL of its own), with one (it works in a
-//! schema of its own and drops it), interrupted with Ctrl-C, and without server binaries.
+//! database of its own and drops it), interrupted with Ctrl-C, and without server binaries; and
+//! with a `mysql://` `DATABASE_URL` on MariaDB (`MYSQL_DATABASE_URL`; SKIPPED when unset).
 
 mod cli_support;
 
 use cli_support::{eventually, Cli, Output};
 use std::path::Path;
 use std::time::Duration;
-use wecom_outbox::testing::TestDatabase;
+use wecom_outbox::testing::{MySqlTestDatabase, TestDatabase};
 
 /// The number on the summary line that starts with `label`, e.g. `45009s seen:`.
 fn summary_number(out: &Output, label: &str) -> i64 {
@@ -91,13 +92,7 @@ async fn demo_with_database_url_uses_a_database_of_its_own_and_drops_it() {
         throwaway(&out.stdout).is_none(),
         "started a cluster anyway: {out}"
     );
-    let name = out
-        .stdout
-        .split("new database ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("which database? {out}"))
-        .to_owned();
+    let name = demo_database(&out);
     let left = db
         .count(&format!(
             "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
@@ -112,6 +107,58 @@ async fn demo_with_database_url_uses_a_database_of_its_own_and_drops_it() {
         .count(
             "SELECT count(*) FROM pg_views WHERE viewname = 'active_enrollments_needing_renewal'",
         )
+        .await;
+    assert_eq!(
+        views, 0,
+        "the example school was loaded into the user's database"
+    );
+}
+
+/// The demo's own database name, from the line that announces it.
+fn demo_database(out: &Output) -> String {
+    out.stdout
+        .split("new database ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("which database? {out}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_with_a_mysql_database_url_runs_on_mariadb_in_a_database_of_its_own_and_drops_it() {
+    let Some(db) = MySqlTestDatabase::empty("demo_on_mysql").await else {
+        return;
+    };
+    db.exec("CREATE TABLE wecom_outbox (mine TEXT); INSERT INTO wecom_outbox VALUES ('keep me')")
+        .await;
+    let out = Cli::new(&["demo"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await;
+    assert_summary(&out);
+    assert!(out.stdout.contains("example_school_mysql.sql"), "{out}");
+    assert!(
+        out.stdout
+            .contains("CALL wecom_enqueue_fee_reminders(NULL)"),
+        "{out}"
+    );
+    assert!(
+        summary_number(&out, "Enqueued") > 0,
+        "no fee reminders: {out}"
+    );
+    let name = demo_database(&out);
+    let left = db
+        .count(&format!(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{name}'"
+        ))
+        .await;
+    assert_eq!(left, 0, "the demo's database {name} was not dropped");
+    let mine = db
+        .count("SELECT COUNT(*) FROM wecom_outbox WHERE mine = 'keep me'")
+        .await;
+    assert_eq!(mine, 1, "the demo touched the user's database");
+    let views = db
+        .count("SELECT COUNT(*) FROM information_schema.views WHERE table_schema = DATABASE()")
         .await;
     assert_eq!(
         views, 0,
