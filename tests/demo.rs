@@ -8,7 +8,7 @@ mod cli_support;
 use cli_support::{eventually, Cli, Output};
 use std::path::Path;
 use std::time::Duration;
-use wecom_outbox::testing::{MySqlTestDatabase, TestDatabase};
+use wecom_outbox::testing::{standin, MySqlTestDatabase, TestDatabase};
 
 /// The number on the summary line that starts with `label`, e.g. `45009s seen:`.
 fn summary_number(out: &Output, label: &str) -> i64 {
@@ -164,6 +164,47 @@ async fn demo_with_a_mysql_database_url_runs_on_mariadb_in_a_database_of_its_own
         views, 0,
         "the example school was loaded into the user's database"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mysql_example_school_reminds_the_due_unrenewed_and_a_paid_renewal_cancels_the_reminder(
+) {
+    let Some(db) = MySqlTestDatabase::migrated("example_school_mysql").await else {
+        return;
+    };
+    let fake = standin(0, Duration::from_secs(60)).await;
+    db.add_robot(&fake, "parent_group", None, 20, Duration::from_secs(60))
+        .await;
+    db.exec(include_str!("../sql/example_school_mysql.sql"))
+        .await;
+    db.exec("CALL wecom_enqueue_fee_reminders(NULL)").await;
+    let reminded = "SELECT COUNT(*) FROM wecom_outbox
+                    WHERE message_type = 'fee_reminder' AND status = 'pending'";
+    assert_eq!(db.count(reminded).await, 13, "enrollments 1-12 and 30");
+    assert_eq!(
+        db.count(&format!(
+            "{reminded} AND enrollment_id IN (1,2,3,4,5,6,7,8,9,10,11,12,30)"
+        ))
+        .await,
+        13,
+        "the due, unrenewed, active enrollments are the ones reminded"
+    );
+    db.exec(
+        "INSERT INTO enrollments (id, student_id, tutor_id, assigned_day, assigned_time, start_date,
+                                  end_date, total_credits, renewed_from_id)
+         VALUES (37, 1, 1, 'Monday', '16:00', CURDATE(), CURDATE() + INTERVAL 84 DAY, 12, 1);
+         INSERT INTO payments (enrollment_id, amount, paid_at) VALUES (37, 3600.00, NOW())",
+    )
+    .await;
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM wecom_outbox WHERE enrollment_id = 1 AND status = 'cancelled'"
+        )
+        .await,
+        1,
+        "the payment for the renewal cancelled enrollment 1's reminder"
+    );
+    assert_eq!(db.count(reminded).await, 12, "the others still go");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
