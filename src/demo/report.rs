@@ -135,58 +135,8 @@ impl Summary {
         window: Duration,
     ) -> sqlx::Result<Summary> {
         let (per_robot, held, quiet_window) = match db {
-            Db::Pg(pool) => {
-                let per_robot = sqlx::query_as(
-                    "SELECT robot_name, count(*) FROM wecom_message_log
-                     WHERE webhook_name = $1 AND send_status = 'sent'
-                     GROUP BY robot_name ORDER BY robot_name",
-                )
-                .bind(POOL)
-                .fetch_all(pool)
-                .await?;
-                let held = sqlx::query_scalar(
-                    "SELECT count(*) FROM wecom_outbox WHERE webhook_name = $1 AND status = 'pending'",
-                )
-                .bind(QUIET_ROBOT)
-                .fetch_one(pool)
-                .await?;
-                let quiet_window = sqlx::query_scalar(
-                    "SELECT to_char(send_window_start, 'HH24:MI') || '-' || to_char(send_window_end, 'HH24:MI')
-                            || ' ' || timezone
-                     FROM wecom_webhooks WHERE webhook_name = $1",
-                )
-                .bind(QUIET_ROBOT)
-                .fetch_one(pool)
-                .await?;
-                (per_robot, held, quiet_window)
-            }
-            Db::My(pool) => {
-                let per_robot = sqlx::query_as(
-                    "SELECT robot_name, COUNT(*) FROM wecom_message_log
-                     WHERE webhook_name = ? AND send_status = 'sent'
-                     GROUP BY robot_name ORDER BY robot_name",
-                )
-                .bind(POOL)
-                .fetch_all(pool)
-                .await?;
-                let held = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM wecom_outbox WHERE webhook_name = ? AND status = 'pending'",
-                )
-                .bind(QUIET_ROBOT)
-                .fetch_one(pool)
-                .await?;
-                let quiet_window = sqlx::query_scalar(
-                    "SELECT CONVERT(CONCAT(TIME_FORMAT(send_window_start, '%H:%i'), '-',
-                                           TIME_FORMAT(send_window_end, '%H:%i'), ' ',
-                                           COALESCE(timezone, wecom_setting('default_timezone', 'UTC')))
-                                    USING utf8mb4)
-                     FROM wecom_webhooks WHERE webhook_name = ?",
-                )
-                .bind(QUIET_ROBOT)
-                .fetch_one(pool)
-                .await?;
-                (per_robot, held, quiet_window)
-            }
+            Db::Pg(pool) => details_pg(pool).await?,
+            Db::My(pool) => details_mysql(pool).await?,
         };
         Ok(Summary {
             progress: Progress::read(db).await?,
@@ -254,6 +204,65 @@ impl Summary {
         );
         out
     }
+}
+
+/// What the summary reads besides the progress: sent per robot, held rows, the quiet window.
+type Details = (Vec<(String, i64)>, i64, String);
+
+/// [`Details`] on PostgreSQL.
+async fn details_pg(pool: &sqlx::PgPool) -> sqlx::Result<Details> {
+    let per_robot = sqlx::query_as(
+        "SELECT robot_name, count(*) FROM wecom_message_log
+         WHERE webhook_name = $1 AND send_status = 'sent'
+         GROUP BY robot_name ORDER BY robot_name",
+    )
+    .bind(POOL)
+    .fetch_all(pool)
+    .await?;
+    let held = sqlx::query_scalar(
+        "SELECT count(*) FROM wecom_outbox WHERE webhook_name = $1 AND status = 'pending'",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    let quiet_window = sqlx::query_scalar(
+        "SELECT to_char(send_window_start, 'HH24:MI') || '-' || to_char(send_window_end, 'HH24:MI')
+                || ' ' || timezone
+         FROM wecom_webhooks WHERE webhook_name = $1",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    Ok((per_robot, held, quiet_window))
+}
+
+/// [`Details`] on MySQL / MariaDB.
+async fn details_mysql(pool: &sqlx::MySqlPool) -> sqlx::Result<Details> {
+    let per_robot = sqlx::query_as(
+        "SELECT robot_name, COUNT(*) FROM wecom_message_log
+         WHERE webhook_name = ? AND send_status = 'sent'
+         GROUP BY robot_name ORDER BY robot_name",
+    )
+    .bind(POOL)
+    .fetch_all(pool)
+    .await?;
+    let held = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM wecom_outbox WHERE webhook_name = ? AND status = 'pending'",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    let quiet_window = sqlx::query_scalar(
+        "SELECT CONVERT(CONCAT(TIME_FORMAT(send_window_start, '%H:%i'), '-',
+                               TIME_FORMAT(send_window_end, '%H:%i'), ' ',
+                               COALESCE(timezone, wecom_setting('default_timezone', 'UTC')))
+                        USING utf8mb4)
+         FROM wecom_webhooks WHERE webhook_name = ?",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    Ok((per_robot, held, quiet_window))
 }
 
 /// The least time `k` messages take through `robots` robots of WeCom's limit per `window`:
