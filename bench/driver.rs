@@ -227,7 +227,7 @@ async fn peer(size: Size) -> anyhow::Result<serde_json::Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/peer/graphile.js");
     let out = tokio::process::Command::new("node")
         .arg(script)
-        .env("DATABASE_URL", database_url)
+        .env("DATABASE_URL", &db.url)
         .env("SINK", fake.url_for("peer"))
         .env("N", n.to_string())
         .output()
