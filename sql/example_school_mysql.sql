@@ -106,7 +106,7 @@ INSERT IGNORE INTO students (id, student_name, parent_phone, language, campus) V
 -- One current term per student; days = end_date - today. Comments say what the reminders do.
 -- (A temporary table instead of a VALUES list in FROM: MySQL and MariaDB spell those apart.)
 CREATE TEMPORARY TABLE example_terms (
-    id INT, student_id INT, tutor_id INT, day VARCHAR(16), at TIME, days INT, used INT, status VARCHAR(16)
+    id INT, student_id INT, tutor_id INT, weekday VARCHAR(16), starts_at TIME, days INT, used INT, status VARCHAR(16)
 );
 INSERT INTO example_terms VALUES
     -- due in 0..7 days, not renewed: reminded (urgent at <= 3 days)
@@ -147,7 +147,7 @@ INSERT INTO example_terms VALUES
 
 INSERT IGNORE INTO enrollments (id, student_id, tutor_id, assigned_day, assigned_time,
                                 start_date, end_date, total_credits, credits_used, status)
-SELECT t.id, t.student_id, t.tutor_id, t.day, t.at,
+SELECT t.id, t.student_id, t.tutor_id, t.weekday, t.starts_at,
        CURDATE() + INTERVAL (t.days - 84) DAY, CURDATE() + INTERVAL t.days DAY, 12, t.used, t.status
 FROM example_terms t;
 
@@ -209,7 +209,8 @@ WHERE e.status = 'active';
 -- ---------------------------------------------------------------------------------------
 -- Trigger (created after the data, so loading it cancels nothing): a payment for a renewal
 -- enrollment cancels the pending fee reminders of the enrollment it renews, so parents are
--- not chased after paying. One CALL, no BEGIN … END: the file needs no DELIMITER.
+-- not chased after paying. One CALL (its argument a scalar subquery, an expression to both
+-- servers), no BEGIN … END: the file needs no DELIMITER for the mysql client.
 -- ---------------------------------------------------------------------------------------
 DROP TRIGGER IF EXISTS payments_cancel_reminders;
 CREATE TRIGGER payments_cancel_reminders
