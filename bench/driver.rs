@@ -7,13 +7,28 @@
 //! through the dev-dependency on the crate itself).
 //! Scenarios: drain, peer (Graphile Worker, needs node and `npm install` in bench/peer),
 //! makespan, latency, backlog, many-robots, all (everything but peer in --smoke).
+//!
+//! The backend is `DATABASE_URL`'s scheme. With `mysql://…` / `mariadb://…` (a server URL
+//! without a database, for a user that may CREATE DATABASE; `bench/run --mysql` passes
+//! `MYSQL_DATABASE_URL`) only `latency` runs, and `all` means `latency`: the other scenarios
+//! are PostgreSQL's.
 
 use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use wecom_outbox::standin::Standin;
 use wecom_outbox::store::Store;
-use wecom_outbox::testing::{fast_config, standin, Replica, TestDatabase};
+use wecom_outbox::testing::{fast_config, standin, MySqlTestDatabase, Replica, TestDatabase};
+
+/// The scenarios that also run on MySQL / MariaDB.
+const ON_MYSQL: [&str; 1] = ["latency"];
+
+/// `DATABASE_URL` names a MySQL or MariaDB server.
+fn on_mysql() -> bool {
+    std::env::var("DATABASE_URL")
+        .map(|url| url.starts_with("mysql://") || url.starts_with("mariadb://"))
+        .unwrap_or(false)
+}
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -50,6 +65,10 @@ async fn main() -> anyhow::Result<()> {
         "many-robots",
     ];
     let chosen: Vec<&str> = match scenario {
+        "all" if on_mysql() => ON_MYSQL.to_vec(),
+        one if on_mysql() && !ON_MYSQL.contains(&one) => {
+            anyhow::bail!("scenario {one} runs on PostgreSQL only; on MySQL: {ON_MYSQL:?} or all")
+        }
         "all" => all
             .iter()
             .copied()
@@ -121,7 +140,7 @@ fn worker_binary() -> std::path::PathBuf {
 }
 
 /// Start `n` real worker processes; returns them for RSS reading and stopping.
-fn processes(db: &TestDatabase, fake: &Standin, n: usize) -> Vec<std::process::Child> {
+fn processes(database_url: &str, fake: &Standin, n: usize) -> Vec<std::process::Child> {
     let bin = worker_binary();
     (0..n)
         .map(|i| {
@@ -133,7 +152,7 @@ fn processes(db: &TestDatabase, fake: &Standin, n: usize) -> Vec<std::process::C
                     "--batch-size",
                     "100",
                 ])
-                .env("DATABASE_URL", &db.url)
+                .env("DATABASE_URL", database_url)
                 .env("WECOM_ALLOWED_HOSTS", fake.local_addr().to_string())
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
@@ -179,7 +198,7 @@ async fn drain(size: Size) -> anyhow::Result<serde_json::Value> {
         robots(&db, &fake, 50, 1_000_000, 60.0, false).await;
         spread(&db, n, 50).await;
         let started = Instant::now();
-        let workers = processes(&db, &fake, replicas);
+        let workers = processes(&db.url, &fake, replicas);
         db.wait_for(
             "SELECT count(*) FROM wecom_message_log",
             n,
@@ -266,11 +285,14 @@ async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
 
 /// Latency: one message at a time while robots have budget; enqueue → sent.
 async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
+    if on_mysql() {
+        return latency_mysql(size).await;
+    }
     let n = size.pick(300, 30);
     let fake = standin(0, Duration::from_secs(60)).await;
     let db = TestDatabase::migrated().await;
     robots(&db, &fake, 1, 1_000_000, 60.0, false).await;
-    let workers = processes(&db, &fake, 1);
+    let workers = processes(&db.url, &fake, 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..n {
         sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('r0', $1)")
@@ -291,8 +313,54 @@ async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
     )
     .fetch_all(db.pool())
     .await?;
+    Ok(latency_result("postgres", n, &ms))
+}
+
+/// The latency scenario on MySQL / MariaDB: the same robot, rows and pacing; the worker has
+/// no LISTEN/NOTIFY there and finds new rows by its indexed poll.
+async fn latency_mysql(size: Size) -> anyhow::Result<serde_json::Value> {
+    let n = size.pick(300, 30);
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = MySqlTestDatabase::migrated("bench latency")
+        .await
+        .ok_or_else(|| anyhow::anyhow!("set MYSQL_DATABASE_URL (bench/run --mysql does)"))?;
+    sqlx::query(
+        "INSERT INTO wecom_webhooks (webhook_name, webhook_url, rate_limit, rate_window)
+         VALUES ('r0', ?, 1000000, 60)",
+    )
+    .bind(fake.url_for("bench-key-0"))
+    .execute(db.pool())
+    .await?;
+    let workers = processes(&db.url, &fake, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..n {
+        sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('r0', ?)")
+            .bind(format!("latency {i}"))
+            .execute(db.pool())
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.wait_for(
+        "SELECT COUNT(*) FROM wecom_message_log",
+        n,
+        Duration::from_secs(60),
+    )
+    .await;
+    stop(workers);
+    let micros: Vec<i64> = sqlx::query_scalar(
+        "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, sent_at) FROM wecom_outbox ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let ms: Vec<f64> = micros.iter().map(|us| *us as f64 / 1000.0).collect();
+    Ok(latency_result("mysql", n, &ms))
+}
+
+/// The latency line from sorted milliseconds.
+fn latency_result(backend: &str, n: i64, ms: &[f64]) -> serde_json::Value {
     let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-    Ok(json!({"scenario": "latency", "messages": n, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
+    json!({"scenario": "latency", "backend": backend, "messages": n,
+           "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0)})
 }
 
 /// Drain rate of the first 10 000 messages with a large backlog behind them vs none.
@@ -306,7 +374,7 @@ async fn backlog(size: Size) -> anyhow::Result<serde_json::Value> {
         spread(&db, total, 50).await;
         db.exec("VACUUM ANALYZE wecom_outbox").await;
         let started = Instant::now();
-        let workers = processes(&db, &fake, 3);
+        let workers = processes(&db.url, &fake, 3);
         loop {
             if db.count("SELECT count(*) FROM wecom_message_log").await >= measure {
                 break;
@@ -365,7 +433,7 @@ async fn many_robots(size: Size) -> anyhow::Result<serde_json::Value> {
     }
     claim_ms.sort_by(f64::total_cmp);
     let started = Instant::now();
-    let workers = processes(&db, &fake, 3);
+    let workers = processes(&db.url, &fake, 3);
     db.wait_for(
         "SELECT count(*) FROM wecom_message_log",
         n * 2,

@@ -87,10 +87,11 @@ async fn show(
     crate::outln!(
         "Migrated: wecom_webhooks, wecom_outbox, wecom_message_log and friends are ready."
     )?;
-    load_school(&store).await?;
+    let db = school::Db::of(&store);
+    load_school(db).await?;
 
     let standin = start_standin(options.window).await?;
-    school::add_robots(postgres(&store)?, &standin, options.window).await?;
+    school::add_robots(db, &standin, options.window).await?;
     crate::outln!(
         "Fake WeCom on {} (WeCom's limit: {} messages per robot per window; window shortened to {:?}).",
         standin.local_addr(),
@@ -107,7 +108,7 @@ async fn show(
     enqueue(&store, options.extra_messages).await?;
     let replicas = Replicas::start(url, &standin)?;
     crate::outln!("Two worker replicas started; draining {} …", school::POOL)?;
-    let drained = drain(&store, &standin, stop).await;
+    let drained = drain(db, &standin, stop).await;
     replicas.stop().await;
     let Some(taken) = drained? else {
         return Ok(Ending::Interrupted);
@@ -115,38 +116,46 @@ async fn show(
 
     crate::outln!("\nAs a parent reads them in WeChat:")?;
     crate::out!("{}", report::parent_view(&standin, 3))?;
-    let summary = Summary::read(postgres(&store)?, &standin, taken, options.window).await?;
+    let summary = Summary::read(db, &standin, taken, options.window).await?;
     crate::outln!()?;
     crate::out!("{}", summary.render())?;
     standin.shutdown().await;
     Ok(Ending::Finished)
 }
 
-/// The example school: its tables, the view the reminder function reads, and a few dozen
-/// enrollments. The file is written for psql; its `\` meta-commands are left out here.
-/// The demo's example school is PostgreSQL SQL (`sql/example_school.sql`).
-fn postgres(store: &Store) -> anyhow::Result<&sqlx::PgPool> {
-    store
-        .postgres_pool()
-        .ok_or_else(|| anyhow::anyhow!("the demo's example school runs on PostgreSQL"))
-}
-
-async fn load_school(store: &Store) -> anyhow::Result<()> {
-    let sql: String = SCHOOL_SQL
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('\\'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    sqlx::raw_sql(&sql)
-        .execute(postgres(store)?)
-        .await
-        .map_err(|e| anyhow::anyhow!("loading sql/example_school.sql failed: {e}"))?;
-    crate::outln!("Loaded the example school (sql/example_school.sql: students, tutors, enrollments, payments).")?;
+/// The example school: its tables, the view the reminder procedure reads, and a few dozen
+/// enrollments, in the backend's own SQL. The PostgreSQL file is written for psql; its `\`
+/// meta-commands are left out here.
+async fn load_school(db: school::Db<'_>) -> anyhow::Result<()> {
+    let (file, result) = match db {
+        school::Db::Pg(pool) => {
+            let sql: String = SCHOOL_SQL
+                .lines()
+                .filter(|line| !line.trim_start().starts_with('\\'))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (
+                "sql/example_school.sql",
+                sqlx::raw_sql(&sql).execute(pool).await.map(drop),
+            )
+        }
+        school::Db::My(pool) => (
+            "sql/example_school_mysql.sql",
+            sqlx::raw_sql(SCHOOL_SQL_MYSQL)
+                .execute(pool)
+                .await
+                .map(drop),
+        ),
+    };
+    result.map_err(|e| anyhow::anyhow!("loading {file} failed: {e}"))?;
+    crate::outln!("Loaded the example school ({file}: students, tutors, enrollments, payments).")?;
     Ok(())
 }
 
-/// The example school's schema and data.
+/// The example school's schema and data, for PostgreSQL.
 const SCHOOL_SQL: &str = include_str!("../../sql/example_school.sql");
+/// The same school for MySQL 8.0 / MariaDB.
+const SCHOOL_SQL_MYSQL: &str = include_str!("../../sql/example_school_mysql.sql");
 
 async fn start_standin(window: Duration) -> anyhow::Result<Standin> {
     let config = StandinConfig {
@@ -159,28 +168,29 @@ async fn start_standin(window: Duration) -> anyhow::Result<Standin> {
 
 /// The day's messages: reminders from SQL, AppSheet-style rows, and the tutors' lists.
 async fn enqueue(store: &Store, extra: u32) -> anyhow::Result<()> {
-    let pool = postgres(store)?;
-    let reminders = school::enqueue_reminders(pool).await?;
-    crate::outln!("Enqueued {reminders} fee reminders: SELECT wecom_enqueue_fee_reminders().")?;
-    let rows = school::enqueue_appsheet_rows(pool, extra).await?;
+    let db = school::Db::of(store);
+    let reminders = store.enqueue_reminders(None).await?.enqueued;
+    let sql = school::enqueue_reminders_sql(db);
+    crate::outln!("Enqueued {reminders} fee reminders: {sql}.")?;
+    let rows = school::enqueue_appsheet_rows(db, extra).await?;
     crate::outln!(
         "Enqueued {rows} lesson confirmations as plain rows, the way AppSheet writes them."
     )?;
-    let held = school::enqueue_for_tutors(pool).await?;
+    let held = school::enqueue_for_tutors(db).await?;
     crate::outln!("Enqueued {held} messages for {}.", school::QUIET_ROBOT)?;
     Ok(())
 }
 
 /// Poll until the pool's rows are all done, printing a line a second. `None` if stopped.
 async fn drain(
-    store: &Store,
+    db: school::Db<'_>,
     standin: &Standin,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
     let mut next_line = started;
     loop {
-        let progress = Progress::read(postgres(store)?).await?;
+        let progress = Progress::read(db).await?;
         let rejected = standin.stats().rejected_45009;
         if progress.done() || Instant::now() >= next_line {
             crate::outln!("{}", progress.line(started.elapsed(), rejected))?;

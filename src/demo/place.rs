@@ -1,12 +1,13 @@
 //! Where the demo's tables live: a throwaway cluster of its own, or — with `DATABASE_URL` —
 //! a new database of its own on that server, so the demo never touches the user's tables
 //! (and a real worker serving them never sees, let alone delivers, the demo's messages).
-//! Either way it is removed when the demo ends.
+//! Either way it is removed when the demo ends. The server may be PostgreSQL or, with a
+//! `mysql://` / `mariadb://` URL, MySQL 8.0 / MariaDB.
 
 use super::throwaway_pg::ThrowawayPg;
 use crate::store::postgres::display_url;
 use anyhow::Context;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, MySqlConnection, PgConnection};
 use std::path::PathBuf;
 
 /// The demo's database, and how to remove it.
@@ -36,17 +37,23 @@ impl Place {
         let name = format!("wecom_outbox_demo_{}", &id[..8]);
         let mut demo_url = reqwest::Url::parse(url).context("DATABASE_URL is not a URL")?;
         demo_url.set_path(&format!("/{name}"));
-        let mut conn = PgConnection::connect(url)
-            .await
-            .with_context(|| format!("cannot connect to {}", display_url(url)))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .context(
-                "the demo makes a database of its own and this user may not (CREATEDB): \
-                 unset DATABASE_URL to let the demo start a throwaway PostgreSQL instead",
-            )?;
-        let _ = conn.close().await;
+        let refused = |what: &str| {
+            format!(
+                "the demo makes a database of its own and this user may not ({what}): \
+                 unset DATABASE_URL to let the demo start a throwaway PostgreSQL instead"
+            )
+        };
+        if is_mysql(url) {
+            let sql = format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4");
+            on_mysql(url, &sql)
+                .await
+                .with_context(|| refused("CREATE on wecom_outbox_demo_%"))?;
+        } else {
+            let sql = format!("CREATE DATABASE {name}");
+            on_postgres(url, &sql)
+                .await
+                .with_context(|| refused("CREATEDB"))?;
+        }
         Ok(Place::Database {
             url: url.to_string(),
             name,
@@ -86,14 +93,43 @@ impl Place {
                 Ok(())
             }
             Place::Database { url, name, .. } => {
-                let mut conn = PgConnection::connect(&url).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await
-                    .with_context(|| format!("cannot drop the demo's database {name}"))?;
-                let _ = conn.close().await;
-                Ok(())
+                let dropped = if is_mysql(&url) {
+                    on_mysql(&url, &format!("DROP DATABASE IF EXISTS `{name}`")).await
+                } else {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    on_postgres(&url, &sql).await
+                };
+                dropped.with_context(|| format!("cannot drop the demo's database {name}"))
             }
         }
     }
+}
+
+/// A `mysql://` or `mariadb://` URL (the backend `Store` picks for it).
+fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
+/// Run one statement on its own PostgreSQL connection to `url`.
+async fn on_postgres(url: &str, sql: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {}", display_url(url)))?;
+    sqlx::query(sql).execute(&mut conn).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Run one statement on its own MySQL connection to `url` (sqlx spells `mariadb://` `mysql://`).
+async fn on_mysql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let sqlx_url = match url.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None => url.to_owned(),
+    };
+    let mut conn = MySqlConnection::connect(&sqlx_url)
+        .await
+        .with_context(|| format!("cannot connect to {}", display_url(url)))?;
+    sqlx::raw_sql(sql).execute(&mut conn).await?;
+    let _ = conn.close().await;
+    Ok(())
 }

@@ -1,10 +1,9 @@
 //! What the demo prints: progress while the pool drains, a few messages as a parent reads
 //! them in WeChat, and the summary that shows the limits held.
 
-use super::school::{key_of, POOL, POOL_ROBOTS, QUIET_ROBOT, RATE_LIMIT};
+use super::school::{key_of, Db, POOL, POOL_ROBOTS, QUIET_ROBOT, RATE_LIMIT};
 use crate::standin::{Received, Standin};
 use serde_json::Value;
-use sqlx::PgPool;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -18,16 +17,31 @@ pub struct Progress {
 
 impl Progress {
     /// Read the counts for the pool's destination.
-    pub async fn read(pool: &PgPool) -> sqlx::Result<Progress> {
-        let (sent, waiting, failed): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'sent'),
-                    count(*) FILTER (WHERE status IN ('pending', 'sending')),
-                    count(*) FILTER (WHERE status IN ('failed', 'expired', 'cancelled'))
-             FROM wecom_outbox WHERE webhook_name = $1",
-        )
-        .bind(POOL)
-        .fetch_one(pool)
-        .await?;
+    pub async fn read(db: Db<'_>) -> sqlx::Result<Progress> {
+        let (sent, waiting, failed): (i64, i64, i64) = match db {
+            Db::Pg(pool) => {
+                sqlx::query_as(
+                    "SELECT count(*) FILTER (WHERE status = 'sent'),
+                            count(*) FILTER (WHERE status IN ('pending', 'sending')),
+                            count(*) FILTER (WHERE status IN ('failed', 'expired', 'cancelled'))
+                     FROM wecom_outbox WHERE webhook_name = $1",
+                )
+                .bind(POOL)
+                .fetch_one(pool)
+                .await?
+            }
+            Db::My(pool) => {
+                sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(status = 'sent'), 0) AS SIGNED),
+                            CAST(COALESCE(SUM(status IN ('pending', 'sending')), 0) AS SIGNED),
+                            CAST(COALESCE(SUM(status IN ('failed', 'expired', 'cancelled')), 0) AS SIGNED)
+                     FROM wecom_outbox WHERE webhook_name = ?",
+                )
+                .bind(POOL)
+                .fetch_one(pool)
+                .await?
+            }
+        };
         Ok(Progress {
             sent,
             waiting,
@@ -115,35 +129,17 @@ pub struct Summary {
 impl Summary {
     /// Read the log, the held rows and the quiet robot's window.
     pub async fn read(
-        pool: &PgPool,
+        db: Db<'_>,
         standin: &Standin,
         taken: Duration,
         window: Duration,
     ) -> sqlx::Result<Summary> {
-        let per_robot = sqlx::query_as(
-            "SELECT robot_name, count(*) FROM wecom_message_log
-             WHERE webhook_name = $1 AND send_status = 'sent'
-             GROUP BY robot_name ORDER BY robot_name",
-        )
-        .bind(POOL)
-        .fetch_all(pool)
-        .await?;
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM wecom_outbox WHERE webhook_name = $1 AND status = 'pending'",
-        )
-        .bind(QUIET_ROBOT)
-        .fetch_one(pool)
-        .await?;
-        let quiet_window: String = sqlx::query_scalar(
-            "SELECT to_char(send_window_start, 'HH24:MI') || '-' || to_char(send_window_end, 'HH24:MI')
-                    || ' ' || timezone
-             FROM wecom_webhooks WHERE webhook_name = $1",
-        )
-        .bind(QUIET_ROBOT)
-        .fetch_one(pool)
-        .await?;
+        let (per_robot, held, quiet_window) = match db {
+            Db::Pg(pool) => details_pg(pool).await?,
+            Db::My(pool) => details_mysql(pool).await?,
+        };
         Ok(Summary {
-            progress: Progress::read(pool).await?,
+            progress: Progress::read(db).await?,
             per_robot,
             rejected_45009: standin.stats().rejected_45009,
             held,
@@ -208,6 +204,65 @@ impl Summary {
         );
         out
     }
+}
+
+/// What the summary reads besides the progress: sent per robot, held rows, the quiet window.
+type Details = (Vec<(String, i64)>, i64, String);
+
+/// [`Details`] on PostgreSQL.
+async fn details_pg(pool: &sqlx::PgPool) -> sqlx::Result<Details> {
+    let per_robot = sqlx::query_as(
+        "SELECT robot_name, count(*) FROM wecom_message_log
+         WHERE webhook_name = $1 AND send_status = 'sent'
+         GROUP BY robot_name ORDER BY robot_name",
+    )
+    .bind(POOL)
+    .fetch_all(pool)
+    .await?;
+    let held = sqlx::query_scalar(
+        "SELECT count(*) FROM wecom_outbox WHERE webhook_name = $1 AND status = 'pending'",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    let quiet_window = sqlx::query_scalar(
+        "SELECT to_char(send_window_start, 'HH24:MI') || '-' || to_char(send_window_end, 'HH24:MI')
+                || ' ' || timezone
+         FROM wecom_webhooks WHERE webhook_name = $1",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    Ok((per_robot, held, quiet_window))
+}
+
+/// [`Details`] on MySQL / MariaDB.
+async fn details_mysql(pool: &sqlx::MySqlPool) -> sqlx::Result<Details> {
+    let per_robot = sqlx::query_as(
+        "SELECT robot_name, COUNT(*) FROM wecom_message_log
+         WHERE webhook_name = ? AND send_status = 'sent'
+         GROUP BY robot_name ORDER BY robot_name",
+    )
+    .bind(POOL)
+    .fetch_all(pool)
+    .await?;
+    let held = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM wecom_outbox WHERE webhook_name = ? AND status = 'pending'",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    let quiet_window = sqlx::query_scalar(
+        "SELECT CONVERT(CONCAT(TIME_FORMAT(send_window_start, '%H:%i'), '-',
+                               TIME_FORMAT(send_window_end, '%H:%i'), ' ',
+                               COALESCE(timezone, wecom_setting('default_timezone', 'UTC')))
+                        USING utf8mb4)
+         FROM wecom_webhooks WHERE webhook_name = ?",
+    )
+    .bind(QUIET_ROBOT)
+    .fetch_one(pool)
+    .await?;
+    Ok((per_robot, held, quiet_window))
 }
 
 /// The least time `k` messages take through `robots` robots of WeCom's limit per `window`:
