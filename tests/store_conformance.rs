@@ -179,6 +179,17 @@ mod cases {
         assert_eq!(order, ["urgent", "normal 1", "normal 2", "normal 3"]);
     }
 
+    pub async fn a_robot_in_a_zone_of_its_own_is_claimed(f: Fixture) {
+        let robot = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.exec("UPDATE wecom_webhooks SET timezone = 'Asia/Hong_Kong'")
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        let (_, rows) = claimed(&f, robot).await;
+        assert_eq!(rows.len(), 2);
+    }
+
     pub async fn robots_of_one_pool_never_claim_the_same_row(f: Fixture) {
         let a = f
             .robot("a", Some("pool"), 20, Duration::from_secs(60))
@@ -496,6 +507,7 @@ conformance!(
     [
         a_claim_takes_no_more_than_the_rate_limit_allows,
         rows_go_by_priority_then_in_the_order_they_were_written,
+        a_robot_in_a_zone_of_its_own_is_claimed,
         robots_of_one_pool_never_claim_the_same_row,
         a_sent_row_gets_its_status_and_exactly_one_log_row,
         a_failed_row_gets_its_status_and_one_log_row_with_the_error,
@@ -518,6 +530,7 @@ conformance!(
     [
         a_claim_takes_no_more_than_the_rate_limit_allows,
         rows_go_by_priority_then_in_the_order_they_were_written,
+        a_robot_in_a_zone_of_its_own_is_claimed,
         robots_of_one_pool_never_claim_the_same_row,
         a_sent_row_gets_its_status_and_exactly_one_log_row,
         a_failed_row_gets_its_status_and_one_log_row_with_the_error,

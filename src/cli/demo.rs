@@ -14,12 +14,15 @@ use std::time::Duration;
 Without DATABASE_URL the demo starts its own PostgreSQL from this machine's server binaries
 (initdb, pg_ctl; as root it runs them as user postgres) in a temporary directory, and removes
 it at the end or on Ctrl-C. With DATABASE_URL it creates a new database on that server (the
-user needs CREATEDB) and drops it at the end: your own database is not read or written.
+user needs CREATEDB) and drops it at the end: your own database is not read or written. With a
+mysql:// or mariadb:// DATABASE_URL it creates a utf8mb4 database wecom_outbox_demo_… on that
+server (the user needs CREATE and DROP) and drops it at the end.
 Nothing reaches WeCom: the robots point at a fake WeCom inside the demo.
 
 Examples:
   wecom-outbox demo
   DATABASE_URL=postgres://me@localhost/scratch wecom-outbox demo
+  DATABASE_URL=mysql://root@127.0.0.1:3306/scratch wecom-outbox demo
   wecom-outbox demo --pg-bin-dir /usr/lib/postgresql/16/bin --window 5s")]
 pub struct Args {
     #[command(flatten)]

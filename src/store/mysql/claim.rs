@@ -64,7 +64,7 @@ SELECT robot_id FROM wecom_robot_state WHERE robot_id = ? FOR UPDATE SKIP LOCKED
 const READ_ROBOT: &str = r#"
 SELECT w.id, w.webhook_name, w.destination, w.webhook_url,
        w.rate_limit, w.rate_window, w.send_window_start, w.send_window_end,
-       CAST(w.send_days AS CHAR) AS send_days, w.timezone,
+       CAST(w.send_days AS CHAR) AS send_days, CAST(w.timezone AS CHAR) AS timezone,
        COALESCE((SELECT value FROM wecom_settings WHERE name = 'default_timezone'), 'UTC')
            AS default_timezone,
        s.paused_until, s.consecutive_45009,
