@@ -161,7 +161,12 @@ VALUES (?, ?, ?, UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE note = VALUES(note), noted_at = VALUES(noted_at)
 "#;
 
-const FORGET_NOTES: &str = "DELETE FROM wecom_replica_notes WHERE worker_id = ?";
+/// A replica's own notes, and any left by replicas that died long ago (`status` shows only
+/// the last ten minutes anyway).
+const FORGET_NOTES: &str = r#"
+DELETE FROM wecom_replica_notes
+WHERE worker_id = ? OR noted_at < UTC_TIMESTAMP(6) - INTERVAL 1 DAY
+"#;
 
 /// A robot looked up by name for `send-test`: the robot itself, or the first configured,
 /// active robot of a pool of that name.
