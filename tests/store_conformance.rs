@@ -1,7 +1,7 @@
 //! The store's behaviour, written once and run against every backend (as River's driver tests
 //! run one suite against every driver). Each case talks to the database only through
 //! [`Store`]; the fixture below is the one place that knows a backend's SQL for setting up.
-//! A new backend is one more `conformance!` line.
+//! A new backend is one more `every_case!` line.
 
 use chrono::Utc;
 use std::time::Duration;
@@ -501,48 +501,33 @@ macro_rules! conformance {
     };
 }
 
-conformance!(
-    postgres,
-    Fixture::postgres().await,
-    [
-        a_claim_takes_no_more_than_the_rate_limit_allows,
-        rows_go_by_priority_then_in_the_order_they_were_written,
-        a_robot_in_a_zone_of_its_own_is_claimed,
-        robots_of_one_pool_never_claim_the_same_row,
-        a_sent_row_gets_its_status_and_exactly_one_log_row,
-        a_failed_row_gets_its_status_and_one_log_row_with_the_error,
-        a_retry_uses_the_attempt_and_waits_on_the_database_clock,
-        rate_limited_pauses_the_robot_and_gives_the_attempt_back,
-        a_gone_robot_is_disabled_and_its_row_waits_for_the_pool,
-        released_rows_and_their_slots_go_back,
-        housekeeping_rescues_lost_leases_and_expires_old_rows,
-        a_claim_that_lost_its_rows_cannot_finish_them,
-        only_robots_with_claimable_rows_are_due,
-        send_test_reserves_a_slot_and_logs_its_send,
-        the_reports_show_each_destination_and_robot,
-        the_daily_run_is_off_without_the_schools_view,
-    ]
-);
+/// Every case, once: each backend gets them all.
+macro_rules! every_case {
+    ($backend:ident, $fixture:expr) => {
+        conformance!(
+            $backend,
+            $fixture,
+            [
+                a_claim_takes_no_more_than_the_rate_limit_allows,
+                rows_go_by_priority_then_in_the_order_they_were_written,
+                a_robot_in_a_zone_of_its_own_is_claimed,
+                robots_of_one_pool_never_claim_the_same_row,
+                a_sent_row_gets_its_status_and_exactly_one_log_row,
+                a_failed_row_gets_its_status_and_one_log_row_with_the_error,
+                a_retry_uses_the_attempt_and_waits_on_the_database_clock,
+                rate_limited_pauses_the_robot_and_gives_the_attempt_back,
+                a_gone_robot_is_disabled_and_its_row_waits_for_the_pool,
+                released_rows_and_their_slots_go_back,
+                housekeeping_rescues_lost_leases_and_expires_old_rows,
+                a_claim_that_lost_its_rows_cannot_finish_them,
+                only_robots_with_claimable_rows_are_due,
+                send_test_reserves_a_slot_and_logs_its_send,
+                the_reports_show_each_destination_and_robot,
+                the_daily_run_is_off_without_the_schools_view,
+            ]
+        );
+    };
+}
 
-conformance!(
-    mysql,
-    Fixture::mysql().await,
-    [
-        a_claim_takes_no_more_than_the_rate_limit_allows,
-        rows_go_by_priority_then_in_the_order_they_were_written,
-        a_robot_in_a_zone_of_its_own_is_claimed,
-        robots_of_one_pool_never_claim_the_same_row,
-        a_sent_row_gets_its_status_and_exactly_one_log_row,
-        a_failed_row_gets_its_status_and_one_log_row_with_the_error,
-        a_retry_uses_the_attempt_and_waits_on_the_database_clock,
-        rate_limited_pauses_the_robot_and_gives_the_attempt_back,
-        a_gone_robot_is_disabled_and_its_row_waits_for_the_pool,
-        released_rows_and_their_slots_go_back,
-        housekeeping_rescues_lost_leases_and_expires_old_rows,
-        a_claim_that_lost_its_rows_cannot_finish_them,
-        only_robots_with_claimable_rows_are_due,
-        send_test_reserves_a_slot_and_logs_its_send,
-        the_reports_show_each_destination_and_robot,
-        the_daily_run_is_off_without_the_schools_view,
-    ]
-);
+every_case!(postgres, Fixture::postgres().await);
+every_case!(mysql, Fixture::mysql().await);
