@@ -369,7 +369,7 @@ pub fn mysql_server_url(test: &str) -> Option<String> {
 }
 
 /// `server` (maybe with `?options`) pointed at database `db`.
-fn mysql_with_database(server: &str, db: &str) -> String {
+pub fn mysql_with_database(server: &str, db: &str) -> String {
     match server.split_once('?') {
         Some((url, query)) => format!("{}/{db}?{query}", url.trim_end_matches('/')),
         None => format!("{server}/{db}"),

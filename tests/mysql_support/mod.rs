@@ -13,6 +13,7 @@ use sqlx::{ConnectOptions, Connection, Executor, MySqlConnection, Row};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use wecom_outbox::testing::{mysql_server_url, mysql_with_database};
 
 /// The migration scripts of this backend, applied in order by sqlx's migrator.
 pub const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/mysql");
@@ -53,31 +54,10 @@ pub struct MyDb {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The server's URL without a database, or None (after saying SKIPPED) when unset.
-pub fn server_url(test: &str) -> Option<String> {
-    match std::env::var("MYSQL_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_owned()),
-        _ => {
-            eprintln!(
-                "SKIPPED {test}: MYSQL_DATABASE_URL is unset (scripts/test sets it, starting a throwaway MariaDB)"
-            );
-            None
-        }
-    }
-}
-
-/// `base` (a server URL, maybe with ?options) pointed at database `db`.
-fn with_database(base: &str, db: &str) -> String {
-    match base.split_once('?') {
-        Some((url, query)) => format!("{}/{db}?{query}", url.trim_end_matches('/')),
-        None => format!("{base}/{db}"),
-    }
-}
-
 impl MyDb {
     /// A new, empty utf8mb4 database; None when there is no server to test on.
     pub async fn empty(test: &str) -> Option<MyDb> {
-        let server = server_url(test)?;
+        let server = mysql_server_url(test)?;
         let name = format!(
             "wecom_{}_{}_{}",
             test.chars()
@@ -94,7 +74,7 @@ impl MyDb {
             .execute(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4").as_str())
             .await
             .expect("CREATE DATABASE");
-        let options = MySqlConnectOptions::from_str(&with_database(&server, &name))
+        let options = MySqlConnectOptions::from_str(&mysql_with_database(&server, &name))
             .expect("a mysql:// URL")
             .charset("utf8mb4")
             .disable_statement_logging();
@@ -166,7 +146,7 @@ impl MyDb {
 
     /// One connection of this database, for session state (@wecom_actor, @wecom_log_note).
     pub async fn connection(&self) -> MySqlConnection {
-        let options = MySqlConnectOptions::from_str(&with_database(&self.server, &self.name))
+        let options = MySqlConnectOptions::from_str(&mysql_with_database(&self.server, &self.name))
             .expect("a mysql:// URL")
             .charset("utf8mb4")
             .disable_statement_logging();
@@ -175,7 +155,7 @@ impl MyDb {
 
     /// A connection to this database as another login (created by the test with CREATE USER).
     pub async fn login(&self, user: &str, password: &str) -> Result<MySqlConnection, sqlx::Error> {
-        MySqlConnectOptions::from_str(&with_database(&self.server, &self.name))
+        MySqlConnectOptions::from_str(&mysql_with_database(&self.server, &self.name))
             .expect("a mysql:// URL")
             .username(user)
             .password(password)
