@@ -4,6 +4,9 @@
 //! 0008), and the role still cannot do more than it is granted — above all, never read a
 //! robot URL.
 
+mod login_support;
+
+use login_support::{Login, PASSWORD};
 use sqlx::{Connection, PgConnection};
 use std::process::Command;
 use wecom_outbox::testing::{server_url, TestDatabase};
@@ -86,7 +89,7 @@ impl School {
         let role = self.roles.name(guide_name);
         self.db.exec(&script).await;
         self.db
-            .exec(&format!("ALTER ROLE {role} LOGIN PASSWORD 'change-me'"))
+            .exec(&format!("ALTER ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
             .await;
         Login::new(&self.db, &role).await
     }
@@ -103,49 +106,6 @@ impl School {
             ))
             .await;
         login
-    }
-}
-
-/// A connection logged in as a role (not SET ROLE: what the role's own session can do).
-struct Login {
-    role: String,
-    url: String,
-    conn: PgConnection,
-}
-
-impl Login {
-    async fn new(db: &TestDatabase, role: &str) -> Login {
-        let mut url = reqwest::Url::parse(&db.url).expect("test database URL");
-        url.set_username(role).expect("a user name");
-        url.set_password(Some("change-me")).expect("a password");
-        let url = url.to_string();
-        let mut conn = PgConnection::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("log in as {role}: {e}"));
-        let who: String = sqlx::query_scalar("SELECT session_user::text")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(who, role, "the connection is really the role's own login");
-        Login {
-            role: role.to_owned(),
-            url,
-            conn,
-        }
-    }
-
-    async fn exec(&mut self, sql: &str) {
-        sqlx::raw_sql(sql)
-            .execute(&mut self.conn)
-            .await
-            .unwrap_or_else(|e| panic!("as {}: {e}\nin SQL: {sql}", self.role));
-    }
-
-    async fn exec_err(&mut self, sql: &str) -> String {
-        match sqlx::raw_sql(sql).execute(&mut self.conn).await {
-            Ok(_) => panic!("as {}, expected an error from: {sql}", self.role),
-            Err(e) => e.to_string(),
-        }
     }
 }
 
@@ -248,7 +208,7 @@ async fn appsheet_writer_inserts_plain_rows_and_reads_their_status() {
     );
 
     let refused = writer
-        .exec_err("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('nobody', 'x')")
+        .refused("INSERT INTO wecom_outbox (webhook_name, content) VALUES ('nobody', 'x')")
         .await;
     assert!(
         refused.contains("unknown destination nobody") && !refused.contains(SECRET),
@@ -270,7 +230,7 @@ async fn appsheet_writer_cannot_read_robot_urls_change_sent_rows_or_borrow_the_o
     assert_eq!(names, ["parent_group"]);
 
     let refused = writer
-        .exec_err("UPDATE wecom_outbox SET status = 'sent'")
+        .refused("UPDATE wecom_outbox SET status = 'sent'")
         .await;
     assert!(
         refused.contains("is the worker's to set"),
@@ -286,7 +246,7 @@ async fn appsheet_writer_cannot_read_robot_urls_change_sent_rows_or_borrow_the_o
         "SELECT * FROM wecom_fee_reminders_due()",
         "SELECT wecom_enqueue_fee_reminders()",
     ] {
-        let refused = writer.exec_err(sql).await;
+        let refused = writer.refused(sql).await;
         assert!(
             refused.contains("permission denied") && !refused.contains(SECRET),
             "{sql}: {refused}"
@@ -306,7 +266,7 @@ async fn appsheet_writer_cannot_read_robot_urls_change_sent_rows_or_borrow_the_o
         .exec("CREATE TABLE scratch.mine (webhook_name text)")
         .await;
     let refused = writer
-        .exec_err(
+        .refused(
             "CREATE TRIGGER steal AFTER INSERT ON scratch.mine FOR EACH ROW
              EXECUTE FUNCTION wecom_enqueue_from_row('payment_received', '{{webhook_url}}',
                                                      'wecom_webhooks', 'webhook_name')",
@@ -342,10 +302,7 @@ async fn the_guides_worker_role_runs_the_daily_reminders_from_the_command_line()
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.starts_with("enqueued 13 reminder(s)"), "{stdout}");
-    assert!(
-        !stderr.contains("change-me"),
-        "the password shows: {stderr}"
-    );
+    assert!(!stderr.contains(PASSWORD), "the password shows: {stderr}");
 }
 
 /// Every function that 0008 covers, and every trigger function on a wecom_ table: a later
@@ -431,7 +388,7 @@ async fn definer_functions_are_pinned_to_the_schema_migrate_ran_in() {
     let role = roles.name("ops_writer");
     roles.created.push(role.clone());
     db.exec(&format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'change-me';
+        "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}';
          GRANT USAGE ON SCHEMA \"WecomOps\" TO {role};
          GRANT INSERT, SELECT ON \"WecomOps\".wecom_outbox TO {role};
          INSERT INTO \"WecomOps\".wecom_webhooks (webhook_name, webhook_url)

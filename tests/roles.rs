@@ -5,14 +5,15 @@
 //! log, never a URL, and writes nothing. The script is safe to run twice.
 
 mod cli_support;
+mod login_support;
 
 use cli_support::{add_robot_key, secret_key, secret_part, Cli};
+use login_support::{Login, PASSWORD};
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
 use wecom_outbox::testing::{server_url, standin, TestDatabase};
 
 const ROLES_SQL: &str = include_str!("../sql/roles.sql");
-const PASSWORD: &str = "change-me";
 
 /// A migrated test database with sql/roles.sql applied under names of this test's own (roles
 /// belong to the whole server). `db` is declared first so it is dropped first: a role can only
@@ -172,67 +173,6 @@ impl Setup {
                 "BEGIN; SET LOCAL wecom.actor = 'worker'; {sql}; COMMIT;"
             ))
             .await;
-    }
-}
-
-/// A connection logged in as a role.
-struct Login {
-    role: String,
-    url: String,
-    conn: PgConnection,
-}
-
-impl Login {
-    async fn new(db: &TestDatabase, role: &str) -> Login {
-        let mut url = reqwest::Url::parse(&db.url).expect("test database URL");
-        url.set_username(role).expect("a user name");
-        url.set_password(Some(PASSWORD)).expect("a password");
-        let url = url.to_string();
-        let mut conn = PgConnection::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("log in as {role}: {e}"));
-        let who: String = sqlx::query_scalar("SELECT session_user::text")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(who, role, "the connection is the role's own login");
-        Login {
-            role: role.to_owned(),
-            url,
-            conn,
-        }
-    }
-
-    async fn exec(&mut self, sql: &str) {
-        sqlx::raw_sql(sql)
-            .execute(&mut self.conn)
-            .await
-            .unwrap_or_else(|e| panic!("as {}: {e}\nin SQL: {sql}", self.role));
-    }
-
-    async fn count(&mut self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&mut self.conn)
-            .await
-            .unwrap_or_else(|e| panic!("as {}: {e}\nin SQL: {sql}", self.role))
-    }
-
-    /// Runs `sql`, which must be refused; returns what the server said.
-    async fn refused(&mut self, sql: &str) -> String {
-        match sqlx::raw_sql(sql).execute(&mut self.conn).await {
-            Ok(_) => panic!("as {}, expected a refusal of: {sql}", self.role),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    /// Runs `sql`, which must be refused for want of a right.
-    async fn denied(&mut self, sql: &str) {
-        let said = self.refused(sql).await;
-        assert!(
-            said.contains("permission denied"),
-            "as {}, {sql}: {said}",
-            self.role
-        );
     }
 }
 
