@@ -2,8 +2,8 @@
 //! enabled, how much of its limit is left and when it can send next. Keys are never shown.
 
 use crate::rules::decide::{decide, Decision, RobotSnapshot};
-use crate::store::postgres::{DestinationCounts, RobotReport};
 use crate::store::Store;
+use crate::store::{DestinationCounts, RobotReport};
 use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
 use crate::wecom::redact::{redact, redact_url};
 use chrono::{DateTime, NaiveTime, Timelike, Utc};

@@ -7,13 +7,14 @@ mod error;
 mod interface;
 pub mod mysql;
 pub mod postgres;
+mod report;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use interface::{Store, Wakeups};
-pub use postgres::{DestinationCounts, NamedRobot, RobotReport};
+pub use report::{DestinationCounts, NamedRobot, RobotReport};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.
 #[derive(Debug, Clone)]

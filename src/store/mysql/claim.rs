@@ -5,7 +5,7 @@
 
 use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
-use crate::store::postgres::NamedRobot;
+use crate::store::NamedRobot;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot};
 use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;

@@ -5,7 +5,7 @@
 
 use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::rate_limit::MAX_WINDOW;
-use crate::store::postgres::NamedRobot;
+use crate::store::NamedRobot;
 use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
 use sqlx::{MySql, Transaction};
 use std::time::Duration;

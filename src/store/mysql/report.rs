@@ -5,7 +5,7 @@
 use super::MySqlStore;
 use crate::rules::decide::RobotSettings;
 use crate::rules::rate_limit::MAX_WINDOW;
-use crate::store::postgres::{DestinationCounts, RobotReport};
+use crate::store::{DestinationCounts, RobotReport};
 use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{FromRow, Row};

@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
-use crate::store::{ClaimResult, Claimed, ClaimedRobot};
+use crate::store::{ClaimResult, Claimed, ClaimedRobot, NamedRobot};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
@@ -388,18 +388,6 @@ ORDER BY (webhook_name = $1) DESC,
          webhook_name
 LIMIT 1
 "#;
-
-/// A robot as `send-test` sees it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct NamedRobot {
-    pub id: i32,
-    pub webhook_name: String,
-    pub destination: String,
-    /// Contains the key: never print it unredacted.
-    pub webhook_url: String,
-    pub is_active: bool,
-    pub disabled_reason: Option<String>,
-}
 
 impl PgStore {
     /// The robot `send-test NAME` means.

@@ -432,7 +432,7 @@ impl PgStore {
     /// Record a `send-test` send: the log row, the slot's real time, and the robot's counters.
     pub async fn record_test_send(
         &self,
-        robot: &super::claim::NamedRobot,
+        robot: &crate::store::NamedRobot,
         slot_id: i64,
         body: &serde_json::Value,
         errcode: Option<i64>,

@@ -10,8 +10,6 @@ mod report;
 mod robot;
 
 pub use adopt::EXPECTED as ADOPTED_COLUMNS;
-pub use claim::NamedRobot;
-pub use report::{DestinationCounts, RobotReport};
 
 use crate::store::StoreError;
 use crate::wecom::redact::redact;

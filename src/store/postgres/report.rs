@@ -2,10 +2,9 @@
 //! recent sends, so the rules can say how much budget is left and when it sends next.
 
 use super::PgStore;
-use crate::rules::decide::{RobotSettings, RobotSnapshot};
 use crate::rules::rate_limit::MAX_WINDOW;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use crate::store::{DestinationCounts, RobotReport};
+use chrono::Utc;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
@@ -109,72 +108,18 @@ WHERE problem IS NOT NULL
 ORDER BY k, name
 "#;
 
-/// One destination's rows by status.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct DestinationCounts {
-    pub destination: String,
-    pub pending: i64,
-    pub sending: i64,
-    pub sent: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    pub expired: i64,
-    pub oldest_pending: Option<DateTime<Utc>>,
-    /// The most recent error recorded on a row (keys are never stored in it).
-    pub last_error: Option<String>,
-}
-
-/// One robot as stored; the URL holds the key and must be redacted before display.
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
-pub struct RobotReport {
-    pub webhook_name: String,
-    pub destination: String,
-    pub webhook_url: String,
-    pub is_active: bool,
-    pub disabled_reason: Option<String>,
-    /// `send_days` is `None` also when the stored array cannot be a list of days (see
-    /// `unreadable`).
-    #[sqlx(flatten)]
-    pub settings: RobotSettings,
-    /// `send_days` as stored, for display.
-    pub send_days_text: Option<String>,
-    /// Why this row cannot be read as a robot at all; the rest of the report still shows.
-    pub unreadable: Option<String>,
-    pub default_timezone: String,
-    pub paused_until: Option<DateTime<Utc>>,
-    pub last_errcode: Option<i32>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<DateTime<Utc>>,
-    pub total_messages_sent: i64,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub recent_sends: Vec<DateTime<Utc>>,
-    pub now: DateTime<Utc>,
-}
-
-impl RobotReport {
-    /// The robot as the rules see it.
-    pub fn snapshot(&self) -> RobotSnapshot {
-        RobotSnapshot {
-            settings: self.settings.clone(),
-            default_timezone: self.default_timezone.clone(),
-            paused_until: self.paused_until,
-            recent_sends: self.recent_sends.clone(),
-        }
-    }
-
-    /// A row that did not decode: its name (if that much reads) and why, so one odd row
-    /// costs only its own line of the report.
-    fn undecodable(row: &PgRow, error: &sqlx::Error) -> RobotReport {
-        let text = |column: &str| row.try_get::<String, _>(column).unwrap_or_default();
-        RobotReport {
-            webhook_name: text("webhook_name"),
-            destination: text("destination"),
-            webhook_url: text("webhook_url"),
-            is_active: row.try_get("is_active").unwrap_or(true),
-            unreadable: Some(format!("this row cannot be read as a robot: {error}")),
-            now: row.try_get("now").unwrap_or_else(|_| Utc::now()),
-            ..RobotReport::default()
-        }
+/// A robot row that did not decode: its name (if that much reads) and why, so one odd row
+/// costs only its own line of the report.
+fn undecodable(row: &PgRow, error: &sqlx::Error) -> RobotReport {
+    let text = |column: &str| row.try_get::<String, _>(column).unwrap_or_default();
+    RobotReport {
+        webhook_name: text("webhook_name"),
+        destination: text("destination"),
+        webhook_url: text("webhook_url"),
+        is_active: row.try_get("is_active").unwrap_or(true),
+        unreadable: Some(format!("this row cannot be read as a robot: {error}")),
+        now: row.try_get("now").unwrap_or_else(|_| Utc::now()),
+        ..RobotReport::default()
     }
 }
 
@@ -194,9 +139,7 @@ impl PgStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|row| {
-                RobotReport::from_row(row).unwrap_or_else(|e| RobotReport::undecodable(row, &e))
-            })
+            .map(|row| RobotReport::from_row(row).unwrap_or_else(|e| undecodable(row, &e)))
             .collect())
     }
 

@@ -1,0 +1,72 @@
+//! What the store reports, whichever backend: `status`'s rows per destination and per robot,
+//! and the robot `send-test` names. Each backend decodes its rows into these.
+
+use crate::rules::decide::{RobotSettings, RobotSnapshot};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One destination's rows by status.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DestinationCounts {
+    pub destination: String,
+    pub pending: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub expired: i64,
+    pub oldest_pending: Option<DateTime<Utc>>,
+    /// The most recent error recorded on a row (keys are never stored in it).
+    pub last_error: Option<String>,
+}
+
+/// One robot as stored; the URL holds the key and must be redacted before display.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct RobotReport {
+    pub webhook_name: String,
+    pub destination: String,
+    pub webhook_url: String,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+    /// `send_days` is `None` also when the stored array cannot be a list of days (see
+    /// `unreadable`).
+    #[sqlx(flatten)]
+    pub settings: RobotSettings,
+    /// `send_days` as stored, for display.
+    pub send_days_text: Option<String>,
+    /// Why this row cannot be read as a robot at all; the rest of the report still shows.
+    pub unreadable: Option<String>,
+    pub default_timezone: String,
+    pub paused_until: Option<DateTime<Utc>>,
+    pub last_errcode: Option<i32>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub total_messages_sent: i64,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub recent_sends: Vec<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+impl RobotReport {
+    /// The robot as the rules see it.
+    pub fn snapshot(&self) -> RobotSnapshot {
+        RobotSnapshot {
+            settings: self.settings.clone(),
+            default_timezone: self.default_timezone.clone(),
+            paused_until: self.paused_until,
+            recent_sends: self.recent_sends.clone(),
+        }
+    }
+}
+
+/// A robot as `send-test` sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NamedRobot {
+    pub id: i32,
+    pub webhook_name: String,
+    pub destination: String,
+    /// Contains the key: never print it unredacted.
+    pub webhook_url: String,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+}
