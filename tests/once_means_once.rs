@@ -36,6 +36,15 @@ fn assert_each_once(fake: &Standin, want: usize) {
     assert_eq!(seen.len(), want, "delivered: {seen:?}");
 }
 
+/// A migrated database with one robot, `parent_group` (WeCom's 20 per minute), at a stand-in.
+async fn parent_group() -> (Standin, TestDatabase) {
+    let fake = standin(20, 60 * SECOND).await;
+    let db = TestDatabase::migrated().await;
+    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
+        .await;
+    (fake, db)
+}
+
 /// A connection as a person (a DBA, AppSheet) has it: not the worker's.
 async fn as_a_person(db: &TestDatabase) -> PgConnection {
     PgConnection::connect(&db.url).await.expect("connect")
@@ -185,10 +194,7 @@ async fn the_schools_own_log_with_foreign_keys_gets_every_message_once_with_thre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_refuses_every_row_still_never_causes_a_second_send() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (fake, db) = parent_group().await;
     // A column the school added after `migrate`, which the worker cannot fill.
     db.exec("ALTER TABLE wecom_message_log ADD COLUMN sent_by varchar(100) NOT NULL")
         .await;
@@ -221,10 +227,7 @@ async fn a_log_that_refuses_every_row_still_never_causes_a_second_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_is_what_run_lease_says() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (fake, db) = parent_group().await;
     fake.set_behaviour("key-parent_group", Behaviour::Delay(SECOND));
     db.enqueue("parent_group", "slow", 1).await;
     let worker = Cli::new(&["run", "--lease", "3s"])
@@ -253,10 +256,7 @@ async fn the_lease_is_what_run_lease_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gives_its_rows_back_before_its_lease_runs_out() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (fake, db) = parent_group().await;
     // Each send takes most of a second; a batch of 6 would outlive a 2 s lease, and a second
     // replica would rescue and resend what is left.
     fake.set_behaviour(
@@ -313,10 +313,7 @@ async fn claim(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_with_the_same_worker_id_never_finish_each_others_rows() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (_fake, db) = parent_group().await;
     db.enqueue("parent_group", "shared id", 2).await;
     let robot_id = db.count("SELECT id::bigint FROM wecom_webhooks").await as i32;
 
@@ -370,10 +367,7 @@ async fn rows_written_in_one_statement_go_out_in_the_order_they_were_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_may_cancel_a_pending_row_but_not_one_being_sent() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (_fake, db) = parent_group().await;
     db.enqueue("parent_group", "row", 2).await;
     let mut dba = as_a_person(&db).await;
     person_exec(
@@ -410,10 +404,7 @@ async fn people_may_cancel_a_pending_row_but_not_one_being_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sent_row_cannot_be_sent_again_or_marked_sent_by_hand() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (fake, db) = parent_group().await;
     db.enqueue("parent_group", "row", 2).await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
     db.wait_for_status("sent", 2, 10 * SECOND).await;
@@ -443,10 +434,7 @@ async fn a_sent_row_cannot_be_sent_again_or_marked_sent_by_hand() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requeued_failed_row_is_sent_and_its_one_log_row_says_sent() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (fake, db) = parent_group().await;
     fake.set_behaviour("key-parent_group", Behaviour::FailTimes(1, 40058));
     db.enqueue("parent_group", "second chance", 1).await;
     let replica = Replica::start(&db, fast_config("w1", &fake));
@@ -504,10 +492,7 @@ async fn the_insert_check_uses_the_widths_of_the_schools_own_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stops_when_its_lease_is_lost() {
-    let fake = standin(20, 60 * SECOND).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, 60 * SECOND)
-        .await;
+    let (fake, db) = parent_group().await;
     fake.set_behaviour(
         "key-parent_group",
         Behaviour::Delay(Duration::from_millis(400)),
