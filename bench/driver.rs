@@ -6,7 +6,7 @@
 //! `wecom-outbox` alone. It uses the library's test helpers (feature `testing`, on for examples
 //! through the dev-dependency on the crate itself).
 //! Scenarios: drain, peer (Graphile Worker, needs node and `npm install` in bench/peer),
-//! makespan, latency, backlog, many-robots, all (everything but peer in --smoke).
+//! makespan, latency, backlog, many-robots, idle, trickle, all (everything but peer in --smoke).
 //!
 //! The backend is `DATABASE_URL`'s scheme. With `mysql://…` / `mariadb://…` (a server URL
 //! without a database, for a user that may CREATE DATABASE; `bench/run --mysql` passes
@@ -63,6 +63,8 @@ async fn main() -> anyhow::Result<()> {
         "latency",
         "backlog",
         "many-robots",
+        "idle",
+        "trickle",
     ];
     let chosen: Vec<&str> = match scenario {
         "all" if on_mysql() => ON_MYSQL.to_vec(),
@@ -84,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
             "latency" => latency(size).await?,
             "backlog" => backlog(size).await?,
             "many-robots" => many_robots(size).await?,
+            "idle" => idle(size).await?,
+            "trickle" => trickle(size).await?,
             other => anyhow::bail!("unknown scenario {other}; one of {all:?} or all"),
         };
         println!("{line}");
@@ -447,4 +451,129 @@ async fn many_robots(size: Size) -> anyhow::Result<serde_json::Value> {
         "due_robots_query_ms": due_ms, "claim_p50_ms": claim_ms[claim_ms.len() / 2],
         "drain_s": secs}),
     )
+}
+
+/// Robots `r0..rN` spread round-robin over pools `p0..p{pools-1}`, 20 per minute each.
+async fn pooled_robots(db: &TestDatabase, fake: &Standin, n: i64, pools: i64) {
+    sqlx::query(
+        "INSERT INTO wecom_webhooks (webhook_name, webhook_url, pool_name, rate_limit, rate_window)
+         SELECT 'r' || i, $1 || i, 'p' || (i % $3), 20, interval '60 seconds'
+         FROM generate_series(0, $2 - 1) i",
+    )
+    .bind(fake.url_for("bench-key-"))
+    .bind(n)
+    .bind(pools)
+    .execute(db.pool())
+    .await
+    .expect("robots");
+}
+
+/// The database's own counters: (transactions, tuples read). Every session's work counts,
+/// the driver's INSERTs included; a backend reports its counts at most a second late.
+async fn db_counters(db: &TestDatabase) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT (xact_commit + xact_rollback)::int8, (tup_returned + tup_fetched)::int8
+         FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(db.pool())
+    .await?)
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name.
+    let ticks = fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
+    Duration::from_secs_f64(ticks as f64 / 100.0)
+}
+
+/// Each worker's CPU use since `before`, in % of one core over `secs`.
+fn cpu_percent(children: &[std::process::Child], before: &[Duration], secs: f64) -> Vec<f64> {
+    children
+        .iter()
+        .zip(before)
+        .map(|(c, b)| {
+            let used = cpu_time(c.id()).saturating_sub(*b).as_secs_f64();
+            (used / secs * 1000.0).round() / 10.0
+        })
+        .collect()
+}
+
+/// The set-up issue 15 measures: 5 000 robots in 500 pools, 3 real replicas, settled.
+async fn quiet_fleet(size: Size) -> (Standin, TestDatabase, Vec<std::process::Child>) {
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = TestDatabase::migrated().await;
+    pooled_robots(&db, &fake, size.pick(5_000, 200), size.pick(500, 20)).await;
+    db.exec("VACUUM ANALYZE").await;
+    let workers = processes(&db.url, &fake, 3);
+    tokio::time::sleep(Duration::from_secs(size.pick(5, 2) as u64)).await;
+    (fake, db, workers)
+}
+
+/// Idle: nothing pending; what 3 replicas cost the database and the machine.
+async fn idle(size: Size) -> anyhow::Result<serde_json::Value> {
+    let (_fake, db, workers) = quiet_fleet(size).await;
+    let secs = size.pick(60, 3) as f64;
+    let cpu_before: Vec<Duration> = workers.iter().map(|c| cpu_time(c.id())).collect();
+    let (tx0, tup0) = db_counters(&db).await?;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let (tx1, tup1) = db_counters(&db).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_percent(&workers, &cpu_before, secs);
+    stop(workers);
+    let per_replica = (tx1 - tx0) as f64 / secs / 3.0;
+    Ok(json!({"scenario": "idle", "robots": size.pick(5_000, 200), "replicas": 3, "seconds": secs,
+        "tx_per_s_per_replica": (per_replica * 100.0).round() / 100.0,
+        "tuples_read_per_s": ((tup1 - tup0) as f64 / secs).round(),
+        "worker_cpu_percent": cpu}))
+}
+
+/// Trickle: single-row INSERTs spread over a minute, the way AppSheet writes; what each
+/// delivered message costs the database (its INSERT included) and how long it waits.
+async fn trickle(size: Size) -> anyhow::Result<serde_json::Value> {
+    let (fake, db, workers) = quiet_fleet(size).await;
+    let (n, pools) = (size.pick(600, 20), size.pick(500, 20));
+    let gap = Duration::from_secs_f64(size.pick(60, 2) as f64 / n as f64);
+    let cpu_before: Vec<Duration> = workers.iter().map(|c| cpu_time(c.id())).collect();
+    let (tx0, tup0) = db_counters(&db).await?;
+    let started = Instant::now();
+    for i in 0..n {
+        sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) VALUES ($1, $2)")
+            .bind(format!("p{}", (i * 7) % pools))
+            .bind(format!("trickle {i}"))
+            .execute(db.pool())
+            .await?;
+        tokio::time::sleep(gap).await;
+    }
+    // Waiting on the stand-in, not the database: polling would count in the figures.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (fake.stats().accepted as i64) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_percent(&workers, &cpu_before, secs);
+    stop(workers);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (tx1, tup1) = db_counters(&db).await?;
+    let delivered = db.count("SELECT count(*) FROM wecom_message_log").await;
+    anyhow::ensure!(delivered == n, "every message delivered once ({delivered} of {n})");
+    let ms: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    Ok(json!({"scenario": "trickle", "robots": size.pick(5_000, 200), "pools": pools,
+        "replicas": 3, "messages": n, "seconds": secs,
+        "tx_per_message": ((tx1 - tx0) as f64 / n as f64 * 10.0).round() / 10.0,
+        "tuples_read_per_message": ((tup1 - tup0) as f64 / n as f64).round(),
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+        "worker_cpu_percent": cpu}))
 }
