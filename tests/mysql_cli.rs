@@ -392,7 +392,7 @@ async fn the_wakeup_poll_stays_quiet_while_nothing_changes_and_signals_a_new_row
     db.enqueue("parent_group", "hello", 1).await;
     let signalled = tokio::time::timeout(Duration::from_secs(10), wakeups.next()).await;
     assert!(
-        matches!(signalled, Ok(Ok(()))),
+        matches!(signalled, Ok(Ok(wecom_outbox::store::Wake::Anything))),
         "no signal for a new row: {signalled:?}"
     );
 }

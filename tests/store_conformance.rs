@@ -121,6 +121,45 @@ impl Fixture {
     }
 }
 
+/// Another replica that has the housekeeping turn; dropping it is that replica dying (its
+/// connection goes, and the lock with it).
+#[allow(dead_code)] // held for its connection only
+enum Housekeeper {
+    Postgres(sqlx::PgConnection),
+    MySql(sqlx::MySqlConnection),
+}
+
+impl Fixture {
+    /// Take the housekeeping turn on a connection of its own, as another replica would.
+    async fn housekeeper(&self) -> Housekeeper {
+        use sqlx::Connection;
+        match self {
+            Fixture::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(wecom_outbox::store::postgres::HOUSEKEEPING_LOCK)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Housekeeper::Postgres(conn)
+            }
+            Fixture::MySql(db) => {
+                let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+                // The lock src/store/mysql/finish.rs (HOUSEKEEPER) takes.
+                let got: Option<i64> = sqlx::query_scalar(
+                    "SELECT GET_LOCK(CONCAT('wecom_outbox housekeeping ', DATABASE()), 0)",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                assert_eq!(got, Some(1));
+                Housekeeper::MySql(conn)
+            }
+        }
+    }
+}
+
 /// The worker's planner without its allowed-hosts check.
 fn plan(snapshot: &RobotSnapshot, _url: &str, now: chrono::DateTime<Utc>) -> Decision {
     decide(snapshot, now, 20)
@@ -414,6 +453,68 @@ mod cases {
         assert!(wake > Utc::now() + chrono::Duration::minutes(59));
     }
 
+    pub async fn housekeeping_is_one_replica_at_a_time_and_passes_on_when_it_dies(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        assert!(matches!(
+            claim(&f, robot_id, Duration::from_millis(200)).await,
+            ClaimResult::Claimed(_, rows) if rows.len() == 2
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let other = f.housekeeper().await;
+        let turn = f.store().housekeeping_turn().await.unwrap();
+        assert_eq!(turn, None, "two replicas did housekeeping at once");
+        assert_eq!(f.status_count("sending").await, 2);
+        drop(other);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let run = loop {
+            if let Some(run) = f.store().housekeeping_turn().await.unwrap() {
+                break run;
+            }
+            assert!(std::time::Instant::now() < deadline, "the turn never passed on");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!((run.expired, run.rescued, run.next_due), (0, 2, None));
+        assert_eq!(f.status_count("pending").await, 2);
+    }
+
+    pub async fn a_destination_claim_takes_a_free_due_robot_of_that_destination_only(f: Fixture) {
+        let a = f.robot("a", Some("pool"), 1, Duration::from_secs(60)).await;
+        let b = f.robot("b", Some("pool"), 1, Duration::from_secs(60)).await;
+        let elsewhere = f.robot("elsewhere", None, 20, Duration::from_secs(60)).await;
+        f.enqueue("pool", "m", 3).await;
+        f.enqueue("elsewhere", "e", 1).await;
+        let store = f.store();
+        let by = |excluded: Vec<i32>| async move {
+            store
+                .claim_for_destination("pool", &excluded, "conformance", Duration::from_secs(60), plan)
+                .await
+                .unwrap()
+        };
+        let (first, rows) = match by(vec![]).await {
+            Some((id, ClaimResult::Claimed(robot, rows))) => {
+                assert_eq!(robot.id, id);
+                assert!(robot.more_at.is_some(), "its limit left rows behind");
+                (id, rows)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!([a, b].contains(&first) && rows.len() == 1);
+        let second = match by(vec![first]).await {
+            Some((id, ClaimResult::Claimed(_, rows))) if rows.len() == 1 => id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!([first, second].iter().filter(|id| [a, b].contains(id)).count(), 2);
+        assert_ne!(first, second);
+        // Both robots used their budget: neither is due, and the other destination is not
+        // this one's business.
+        assert!(by(vec![]).await.is_none());
+        assert_eq!(f.status_count("pending").await, 2);
+        let _ = elsewhere;
+    }
+
     pub async fn send_test_reserves_a_slot_and_logs_its_send(f: Fixture) {
         f.robot("parent_group", None, 1, Duration::from_secs(60))
             .await;
@@ -521,6 +622,8 @@ macro_rules! every_case {
                 housekeeping_rescues_lost_leases_and_expires_old_rows,
                 a_claim_that_lost_its_rows_cannot_finish_them,
                 only_robots_with_claimable_rows_are_due,
+                housekeeping_is_one_replica_at_a_time_and_passes_on_when_it_dies,
+                a_destination_claim_takes_a_free_due_robot_of_that_destination_only,
                 send_test_reserves_a_slot_and_logs_its_send,
                 the_reports_show_each_destination_and_robot,
                 the_daily_run_is_off_without_the_schools_view,

@@ -6,8 +6,8 @@
 use super::mysql::{self, MySqlStore};
 use super::postgres::{self, PgStore};
 use super::{
-    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, NamedRobot, Result, RobotReport,
-    SentRecord, StoreError,
+    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, HousekeepingRun, NamedRobot,
+    Result, RobotReport, SentRecord, StoreError,
 };
 use crate::reminders::{DayPlan, EnqueueReport};
 use crate::rules::decide::RobotSnapshot;
@@ -114,6 +114,20 @@ impl Store {
         on_backend!(self, s => s.due_robots(limit, excluded))
     }
 
+    /// Decide for the most overdue due robot of `destination` that no one else is deciding
+    /// for (leaving out `excluded`), and claim what the rules allow, in one short
+    /// transaction. `None`: no such robot right now.
+    pub async fn claim_for_destination(
+        &self,
+        destination: &str,
+        excluded: &[i32],
+        worker_id: &str,
+        lease: Duration,
+        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> crate::rules::decide::Decision,
+    ) -> Result<Option<(i32, ClaimResult)>> {
+        on_backend!(self, s => s.claim_for_destination(destination, excluded, worker_id, lease, plan))
+    }
+
     /// When to look again if nothing signals first (`None`: nothing pending).
     pub async fn next_wake(&self, excluded: &[i32]) -> Result<Option<DateTime<Utc>>> {
         on_backend!(self, s => s.next_wake(excluded))
@@ -150,8 +164,18 @@ impl Store {
         on_backend!(self, s => s.release(rows))
     }
 
-    /// Expire overdue rows and rescue expired leases; returns (expired, rescued).
+    /// Expire overdue rows and rescue expired leases; returns (expired, rescued). Nothing
+    /// is done while another replica is doing it (both are then 0).
     pub async fn housekeeping(&self) -> Result<(u64, i64)> {
+        Ok(self
+            .housekeeping_turn()
+            .await?
+            .map_or((0, 0), |run| (run.expired, run.rescued)))
+    }
+
+    /// Housekeeping by one replica at a time: `None` when another replica is doing it right
+    /// now; otherwise what was done and when it next has something to do.
+    pub async fn housekeeping_turn(&self) -> Result<Option<HousekeepingRun>> {
         on_backend!(self, s => s.housekeeping())
     }
 
@@ -254,15 +278,45 @@ pub enum Wakeups {
     Poll(mysql::Poll),
 }
 
+/// What a wake-up says may have changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// Rows were written (or robots changed) for these destinations, and only these.
+    Destinations(Vec<String>),
+    /// Anything may have changed (the poll saw a difference, or signals may have been lost
+    /// while reconnecting): look at every robot.
+    Anything,
+}
+
+/// After the first notification, how long to gather the ones that follow, so a burst of
+/// single-row INSERTs wakes the worker once.
+const DEBOUNCE: Duration = Duration::from_millis(2);
+
 impl Wakeups {
-    /// Wait for the next signal; an error means the source is gone and must be made again.
-    pub async fn next(&mut self) -> Result<()> {
+    /// Wait for the next signal, with every signal that arrives within [`DEBOUNCE`] of it;
+    /// an error means the source is gone and must be made again.
+    pub async fn next(&mut self) -> Result<Wake> {
         match self {
             Wakeups::Postgres(listener) => {
-                listener.recv().await?;
-                Ok(())
+                let Some(first) = listener.try_recv().await? else {
+                    return Ok(Wake::Anything);
+                };
+                let mut destinations = vec![first.payload().to_owned()];
+                let until = tokio::time::Instant::now() + DEBOUNCE;
+                while let Ok(next) = tokio::time::timeout_at(until, listener.try_recv()).await {
+                    match next? {
+                        Some(n) => destinations.push(n.payload().to_owned()),
+                        None => return Ok(Wake::Anything),
+                    }
+                }
+                destinations.sort_unstable();
+                destinations.dedup();
+                Ok(Wake::Destinations(destinations))
             }
-            Wakeups::Poll(poll) => Ok(poll.next().await?),
+            Wakeups::Poll(poll) => {
+                poll.next().await?;
+                Ok(Wake::Anything)
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
-pub use interface::{Store, Wakeups};
+pub use interface::{Store, Wake, Wakeups};
 pub use report::{DestinationCounts, NamedRobot, RobotReport};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.
@@ -26,6 +26,10 @@ pub struct ClaimedRobot {
     pub url: String,
     pub rate_window: std::time::Duration,
     pub consecutive_45009: i32,
+    /// Set when the claim took all the rules allowed: more rows may be waiting, and this is
+    /// when the robot may take them (its next check). `None`: it took every claimable row,
+    /// so only a new row (which wakes the workers) gives it more to do.
+    pub more_at: Option<DateTime<Utc>>,
 }
 
 /// One outbox row claimed for sending.
@@ -55,6 +59,18 @@ pub enum ClaimResult {
     Skipped(String),
     /// These rows are ours until the lease ends, in send order.
     Claimed(ClaimedRobot, Vec<Claimed>),
+}
+
+/// What one housekeeping pass did, so the replica that ran it can say so and knows when
+/// to run the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HousekeepingRun {
+    /// Pending rows past `expires_at`, now `expired`.
+    pub expired: u64,
+    /// Rows whose lease ended without an answer, now `pending` again (or `failed`).
+    pub rescued: i64,
+    /// The earliest lease end or expiry still ahead (`None`: none).
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// A message WeCom accepted, waiting to be recorded (possibly with others in one commit).

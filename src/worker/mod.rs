@@ -5,13 +5,13 @@ mod recorder;
 mod robot;
 
 use crate::rules::retry::RetryPolicy;
-use crate::store::{Store, StoreError, Wakeups};
+use crate::store::{Store, StoreError, Wake, Wakeups};
 use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use chrono::Utc;
-use robot::Served;
-use std::collections::HashMap;
+use chrono::{DateTime, Utc};
+use robot::{Report, Served, Target};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -113,23 +113,67 @@ pub async fn run(
 
 #[derive(Default)]
 struct LoopState {
-    tasks: JoinSet<(i32, Served)>,
-    /// The robot each running task serves.
-    busy: HashMap<tokio::task::Id, i32>,
+    tasks: JoinSet<Report>,
+    /// What each running task looks at.
+    busy: HashMap<tokio::task::Id, Target>,
     /// Robots this replica leaves alone for a while: it may not serve them, or claiming for
     /// them failed. One bad robot never spins the loop.
     held: HashMap<i32, Held>,
     wakeups: Option<Wakeups>,
-    last_housekeeping: Option<Instant>,
+    /// Destinations to claim for at the next tick: a NOTIFY named them, or a task asked.
+    dirty: BTreeSet<String>,
+    /// Destinations that had no free robot while this replica's own tasks ran (one of them
+    /// may hold the robot): looked at again when a task ends.
+    parked: BTreeSet<String>,
+    /// Looks promised for later by the tasks (rows left over, retries, pauses, holds).
+    later: Vec<(Instant, Target)>,
+    /// When to look at every robot again (`None`: at the next tick).
+    scan_at: Option<Instant>,
+    /// The last look at every robot stopped at the concurrency limit: look again when a
+    /// task ends.
+    scan_when_free: bool,
+    /// When this replica next offers to do housekeeping (`None`: now).
+    housekeeping_at: Option<Instant>,
     db_failures: usize,
     /// The once-a-day fee-reminder run (it queries the database at most every few seconds).
     daily: crate::reminders::daily::DailyScheduler,
 }
 
-/// Housekeeping (expiry, lease rescue) runs at most this often.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+impl LoopState {
+    /// Robots a claim must leave out: those this replica's tasks serve, and those it holds.
+    fn excluded(&self, now: Instant) -> Vec<i32> {
+        let serving = self.busy.values().filter_map(|t| match t {
+            Target::Robot(id) => Some(*id),
+            Target::Destination(_) => None,
+        });
+        let holding = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.until > now)
+            .map(|(id, _)| *id);
+        serving.chain(holding).collect()
+    }
+
+    fn serves_destination(&self, destination: &str) -> bool {
+        self.busy
+            .values()
+            .any(|t| matches!(t, Target::Destination(d) if d == destination))
+    }
+}
+
+/// Housekeeping (expiry, lease rescue) is offered at most this far apart (and a quarter of
+/// the lease when that is shorter), and also exactly when the next lease or expiry is due.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 /// A tick that started nothing sleeps at least this long, so no state can spin the loop.
 const MIN_IDLE: Duration = Duration::from_millis(20);
+/// After a look at every robot that started work, the next one comes this much later (it is
+/// the look that finds when delayed rows come due).
+const SCAN_AFTER_WORK: Duration = Duration::from_secs(1);
+
+/// The instant on this replica's clock for a time on the database's.
+fn instant_of(at: DateTime<Utc>) -> Instant {
+    Instant::now() + (at - Utc::now()).to_std().unwrap_or_default()
+}
 
 impl Worker {
     /// One pass: housekeeping, start tasks for due robots; returns when to look again.
@@ -149,57 +193,133 @@ impl Worker {
         }
     }
 
+    /// Only what is known to need a look is looked at: destinations NOTIFY named, looks the
+    /// tasks asked for. Every robot is looked at only now and then (`scan_at`), and the next
+    /// wake-up is computed only when that look finds nothing to do.
     async fn try_tick(self: &Arc<Self>, state: &mut LoopState) -> Result<Instant, StoreError> {
         if state.wakeups.is_none() {
             state.wakeups = Some(self.store.wakeups().await?);
+            // Signals sent while there was no listener are lost: look at everything.
+            state.scan_at = None;
         }
-        if state
-            .last_housekeeping
-            .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
-        {
-            let (expired, rescued) = self.store.housekeeping().await?;
-            if expired + rescued as u64 > 0 {
-                tracing::info!(expired, rescued, "housekeeping");
-            }
-            state.last_housekeeping = Some(Instant::now());
+        self.housekeeping(state).await?;
+        let mut started = self.start_later(state);
+        if state.scan_at.is_none_or(|at| at <= Instant::now()) {
+            started += self.scan(state).await?;
         }
-        let busy: Vec<i32> = state.busy.values().copied().collect();
-        let free = self.config.concurrency.saturating_sub(busy.len());
-        let now = Instant::now();
-        let excluded: Vec<i32> = busy
-            .iter()
-            .copied()
-            .chain(
-                state
-                    .held
-                    .iter()
-                    .filter(|(_, h)| h.until > now)
-                    .map(|(id, _)| *id),
-            )
-            .collect();
-        let mut started = 0;
-        if free > 0 {
-            for robot_id in self.store.due_robots(free as i64, &excluded).await? {
-                let task = state.tasks.spawn(robot::serve(self.clone(), robot_id));
-                state.busy.insert(task.id(), robot_id);
-                started += 1;
-            }
-        }
+        started += self.start_dirty(state);
         let daily = state.daily.poll(&self.store, &self.config.worker_id).await;
         let now = Instant::now();
-        let wake = match self.store.next_wake(&excluded).await? {
-            Some(at) => now + (at - Utc::now()).to_std().unwrap_or_default(),
-            None => now + self.config.max_idle,
-        };
+        let wake = state.scan_at.unwrap_or(now);
         let wake = daily.map_or(wake, |at| wake.min(at));
-        let wake = state
-            .held
-            .values()
-            .map(|h| h.until)
-            .filter(|until| *until > now)
-            .fold(wake, Instant::min);
+        let wake = state.housekeeping_at.map_or(wake, |at| wake.min(at));
+        let wake = state.later.iter().map(|(at, _)| *at).fold(wake, Instant::min);
         let floor = if started == 0 { now + MIN_IDLE } else { now };
         Ok(wake.clamp(floor, now + self.config.max_idle))
+    }
+
+    /// Offer to do housekeeping when it is due; the replica that gets the turn learns when
+    /// the next lease or expiry is due and offers again then.
+    async fn housekeeping(&self, state: &mut LoopState) -> Result<(), StoreError> {
+        if state.housekeeping_at.is_some_and(|at| at > Instant::now()) {
+            return Ok(());
+        }
+        let every = (self.config.lease / 4).min(HOUSEKEEPING_EVERY);
+        let mut next = Instant::now() + every;
+        if let Some(run) = self.store.housekeeping_turn().await? {
+            if run.expired + run.rescued as u64 > 0 {
+                tracing::info!(expired = run.expired, rescued = run.rescued, "housekeeping");
+            }
+            if let Some(due) = run.next_due {
+                // A little after, so the database's clock has passed it too.
+                next = next.min(instant_of(due) + MIN_IDLE);
+            }
+        }
+        state.housekeeping_at = Some(next);
+        Ok(())
+    }
+
+    fn free(&self, state: &LoopState) -> usize {
+        self.config.concurrency.saturating_sub(state.tasks.len())
+    }
+
+    fn spawn(self: &Arc<Self>, state: &mut LoopState, target: Target, excluded: Vec<i32>) {
+        let task = state
+            .tasks
+            .spawn(robot::serve(self.clone(), target.clone(), excluded));
+        state.busy.insert(task.id(), target);
+    }
+
+    /// Start the looks promised for now: a robot's own, or its destination's.
+    fn start_later(self: &Arc<Self>, state: &mut LoopState) -> usize {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.later)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        state.later = later;
+        let mut started = 0;
+        for (at, target) in due {
+            match target {
+                Target::Destination(d) => {
+                    state.dirty.insert(d);
+                }
+                Target::Robot(id) if state.busy.values().any(|t| *t == Target::Robot(id)) => {}
+                Target::Robot(id) if self.free(state) == 0 => {
+                    state.later.push((at, Target::Robot(id)));
+                }
+                Target::Robot(id) => {
+                    let excluded = state.excluded(now);
+                    self.spawn(state, Target::Robot(id), excluded);
+                    started += 1;
+                }
+            }
+        }
+        started
+    }
+
+    /// Claim for each destination a NOTIFY or a task named, as far as there is room.
+    fn start_dirty(self: &Arc<Self>, state: &mut LoopState) -> usize {
+        let excluded = state.excluded(Instant::now());
+        let mut started = 0;
+        while self.free(state) > 0 {
+            let Some(destination) = state.dirty.pop_first() else {
+                break;
+            };
+            if state.serves_destination(&destination) {
+                state.parked.insert(destination);
+                continue;
+            }
+            self.spawn(state, Target::Destination(destination), excluded.clone());
+            started += 1;
+        }
+        started
+    }
+
+    /// Look at every robot (the one query that does): start tasks for the due ones; when
+    /// there are none, compute when something next may become possible.
+    async fn scan(self: &Arc<Self>, state: &mut LoopState) -> Result<usize, StoreError> {
+        let free = self.free(state);
+        if free == 0 {
+            state.scan_when_free = true;
+            return Ok(0);
+        }
+        let now = Instant::now();
+        let excluded = state.excluded(now);
+        let due = self.store.due_robots(free as i64, &excluded).await?;
+        state.scan_when_free = due.len() >= free;
+        for robot_id in &due {
+            self.spawn(state, Target::Robot(*robot_id), excluded.clone());
+        }
+        state.scan_at = Some(if due.is_empty() {
+            let next = match self.store.next_wake(&excluded).await? {
+                Some(at) => instant_of(at),
+                None => now + self.config.max_idle,
+            };
+            next.clamp(now + MIN_IDLE, now + self.config.max_idle)
+        } else {
+            now + SCAN_AFTER_WORK.min(self.config.max_idle)
+        });
+        Ok(due.len())
     }
 
     /// Sleep until `wake_at`, a NOTIFY, a finished robot task, or shutdown.
@@ -214,17 +334,17 @@ impl Worker {
                     self.forget(state, done).await;
                 }
             }
-            notified = recv(wakeups) => {
-                if notified.is_err() {
-                    state.wakeups = None;
-                }
+            notified = recv(wakeups) => match notified {
+                Ok(Wake::Destinations(destinations)) => state.dirty.extend(destinations),
+                Ok(Wake::Anything) => state.scan_at = None,
+                Err(_) => state.wakeups = None,
             }
         }
     }
 
     /// Let in-flight sends finish (bounded by the grace period); claimed rows not yet sent
     /// are released by their tasks.
-    async fn drain(&self, tasks: &mut JoinSet<(i32, Served)>) {
+    async fn drain(&self, tasks: &mut JoinSet<Report>) {
         let in_flight = tasks.len();
         if in_flight > 0 {
             tracing::info!(in_flight, "shutting down: finishing in-flight sends");
@@ -248,7 +368,7 @@ impl Worker {
     }
 }
 
-async fn join_all(tasks: &mut JoinSet<(i32, Served)>) {
+async fn join_all(tasks: &mut JoinSet<Report>) {
     while tasks.join_next().await.is_some() {}
 }
 
@@ -268,30 +388,61 @@ struct Held {
 const SKIP_RECHECK: Duration = Duration::from_secs(60);
 
 impl Worker {
-    /// A finished (or panicked) task's robot can be served again, unless it has to wait.
+    /// A finished (or panicked) task's robot can be served again, unless it has to wait; the
+    /// looks it asked for are scheduled, and parked destinations get another look.
     async fn forget(
         &self,
         state: &mut LoopState,
-        done: Result<(tokio::task::Id, (i32, Served)), tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Report), tokio::task::JoinError>,
     ) {
-        let (id, robot_id, served) = match done {
-            Ok((id, (robot_id, served))) => (id, robot_id, served),
+        let report = match done {
+            Ok((id, report)) => {
+                let target = state.busy.remove(&id);
+                (report, target)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
-                if let Some(robot_id) = state.busy.remove(&e.id()) {
+                if let Some(Target::Robot(robot_id)) = state.busy.remove(&e.id()) {
                     self.hold_troubled(state, robot_id, format!("the robot's task failed: {e}"))
                         .await;
                 }
                 return;
             }
         };
-        state.busy.remove(&id);
-        match served {
-            Served::Done => {
+        let (report, target) = report;
+        state.dirty.append(&mut state.parked);
+        if state.scan_when_free {
+            state.scan_at = None;
+        }
+        let now = Utc::now();
+        for (at, again) in report.again {
+            match again {
+                Target::Destination(d) if at <= now => {
+                    state.dirty.insert(d);
+                }
+                again => state.later.push((instant_of(at), again)),
+            }
+        }
+        match (report.served, report.robot_id) {
+            (Served::Done, Some(robot_id)) => {
                 state.held.remove(&robot_id);
             }
-            Served::Skipped(reason) => self.hold_skipped(state, robot_id, reason).await,
-            Served::Trouble(reason) => self.hold_troubled(state, robot_id, reason).await,
+            (Served::Skipped(reason), Some(robot_id)) => {
+                self.hold_skipped(state, robot_id, reason).await
+            }
+            (Served::Trouble(reason), Some(robot_id)) => {
+                self.hold_troubled(state, robot_id, reason).await
+            }
+            (Served::NoRobot, _) if !state.tasks.is_empty() => {
+                if let Some(Target::Destination(d)) = target {
+                    state.parked.insert(d);
+                }
+            }
+            (Served::Trouble(reason), None) => {
+                tracing::warn!(error = %reason, "claim failed; looking at every robot soon");
+                state.scan_at = Some(Instant::now() + MIN_IDLE);
+            }
+            _ => {}
         }
     }
 
@@ -313,10 +464,12 @@ impl Worker {
         {
             tracing::debug!(error = %e, "could not note the skip for status");
         }
+        let until = Instant::now() + SKIP_RECHECK;
+        state.later.push((until, Target::Robot(robot_id)));
         state.held.insert(
             robot_id,
             Held {
-                until: Instant::now() + SKIP_RECHECK,
+                until,
                 failures: 0,
                 reason,
             },
@@ -337,10 +490,12 @@ impl Worker {
         {
             tracing::debug!(error = %e, "could not note the trouble for status");
         }
+        let until = Instant::now() + back_off;
+        state.later.push((until, Target::Robot(robot_id)));
         state.held.insert(
             robot_id,
             Held {
-                until: Instant::now() + back_off,
+                until,
                 failures,
                 reason,
             },
@@ -353,7 +508,7 @@ fn trouble_backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
-async fn recv(wakeups: Option<&mut Wakeups>) -> Result<(), StoreError> {
+async fn recv(wakeups: Option<&mut Wakeups>) -> Result<Wake, StoreError> {
     match wakeups {
         Some(w) => w.next().await,
         None => std::future::pending().await,

@@ -20,40 +20,104 @@ pub(super) enum Served {
     Skipped(String),
     /// The claim failed (the database is away, or the robot's row cannot be read); back off.
     Trouble(String),
+    /// A destination had no due robot free to decide for (another replica, or one of this
+    /// replica's own tasks, is at it).
+    NoRobot,
 }
 
-/// Claim a batch for `robot_id` and send it.
-#[tracing::instrument(name = "robot", skip(worker))]
-pub(super) async fn serve(worker: Arc<Worker>, robot_id: i32) -> (i32, Served) {
+/// What a task is asked to look at: one robot (it came due), or a destination (rows were
+/// written for it): its most overdue due robot that no one else is deciding for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    Robot(i32),
+    Destination(String),
+}
+
+/// What a task tells the loop when it ends.
+#[derive(Debug)]
+pub(super) struct Report {
+    /// The robot it decided for, if it got one.
+    pub(super) robot_id: Option<i32>,
+    pub(super) served: Served,
+    /// Looks this task knows are needed later (rows left, retries, pauses), and when: the
+    /// loop needs no scan of every robot to find them.
+    pub(super) again: Vec<(DateTime<Utc>, Target)>,
+}
+
+impl Report {
+    fn of(robot_id: Option<i32>, served: Served) -> Report {
+        Report {
+            robot_id,
+            served,
+            again: Vec::new(),
+        }
+    }
+}
+
+/// Claim a batch for `target` (leaving out the robots in `excluded`) and send it.
+#[tracing::instrument(name = "robot", skip(worker, excluded))]
+pub(super) async fn serve(worker: Arc<Worker>, target: Target, excluded: Vec<i32>) -> Report {
     let plan =
         |snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>| worker.plan(snapshot, url, now);
+    let (id, lease) = (&worker.config.worker_id, worker.config.lease);
     // The lease is counted from before the claim, so this replica's idea of when it ends is
     // never later than the database's.
-    let lease_end = Instant::now() + worker.config.lease;
-    let claimed = worker
-        .store
-        .claim(
-            robot_id,
-            &worker.config.worker_id,
-            worker.config.lease,
-            plan,
-        )
-        .await;
-    let served = match claimed {
-        Ok(ClaimResult::Claimed(robot, rows)) if !rows.is_empty() => {
-            tracing::debug!(robot = %robot.name, rows = rows.len(), "claimed");
-            worker.send_batch(&robot, rows, lease_end).await;
-            Served::Done
+    let lease_end = Instant::now() + lease;
+    let claimed = match &target {
+        Target::Robot(robot_id) => worker
+            .store
+            .claim(*robot_id, id, lease, plan)
+            .await
+            .map(|r| Some((*robot_id, r))),
+        Target::Destination(d) => {
+            worker
+                .store
+                .claim_for_destination(d, &excluded, id, lease, plan)
+                .await
         }
-        Ok(ClaimResult::Unusable(reason)) => {
-            tracing::warn!(robot_id, %reason, "robot skipped until its configuration is fixed");
-            Served::Done
-        }
-        Ok(ClaimResult::Skipped(reason)) => Served::Skipped(reason),
-        Ok(_) => Served::Done,
-        Err(e) => Served::Trouble(e.to_string()),
     };
-    (robot_id, served)
+    let (robot_id, claimed) = match claimed {
+        Ok(Some((robot_id, result))) => (robot_id, result),
+        Ok(None) => return Report::of(None, Served::NoRobot),
+        Err(e) => {
+            let robot_id = match target {
+                Target::Robot(robot_id) => Some(robot_id),
+                Target::Destination(_) => None,
+            };
+            return Report::of(robot_id, Served::Trouble(e.to_string()));
+        }
+    };
+    let mut report = Report::of(Some(robot_id), Served::Done);
+    // A destination's other robots may serve what this one cannot.
+    let others = match &target {
+        Target::Destination(d) => Some((Utc::now(), Target::Destination(d.clone()))),
+        Target::Robot(_) => None,
+    };
+    match claimed {
+        ClaimResult::Claimed(robot, rows) if !rows.is_empty() => {
+            tracing::debug!(robot = %robot.name, rows = rows.len(), "claimed");
+            if let Some(at) = robot.more_at {
+                report.again.push((at, Target::Robot(robot.id)));
+            }
+            worker
+                .send_batch(&robot, rows, lease_end, &mut report.again)
+                .await;
+        }
+        ClaimResult::Unusable(reason) => {
+            tracing::warn!(robot_id, %reason, "robot skipped until its configuration is fixed");
+            report.again.extend(others);
+        }
+        ClaimResult::Skipped(reason) => {
+            report.served = Served::Skipped(reason);
+            report.again.extend(others);
+        }
+        ClaimResult::Waiting(until) => {
+            report.again.push((until, Target::Robot(robot_id)));
+            report.again.extend(others);
+        }
+        ClaimResult::Claimed(..) | ClaimResult::Busy => {}
+    }
+    report
 }
 
 impl Worker {
@@ -67,8 +131,16 @@ impl Worker {
     }
 
     /// Send the rows in order while the lease lasts. After 45009, a gone robot, a record that
-    /// could not be written, a lease running out, or shutdown, the rest go back.
-    async fn send_batch(&self, robot: &ClaimedRobot, rows: Vec<Claimed>, lease_end: Instant) {
+    /// could not be written, a lease running out, or shutdown, the rest go back. What must
+    /// be looked at again, and when, goes to `again`.
+    async fn send_batch(
+        &self,
+        robot: &ClaimedRobot,
+        rows: Vec<Claimed>,
+        lease_end: Instant,
+        again: &mut Vec<(DateTime<Utc>, Target)>,
+    ) {
+        let destination = || Target::Destination(robot.destination.clone());
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
             if self.shutdown.is_cancelled() {
@@ -80,6 +152,7 @@ impl Worker {
                 let rest = with_rest(row, rows.by_ref());
                 tracing::info!(robot = %robot.name, rows = rest.len(), "lease running out: giving the rest of the batch back");
                 self.release(&rest).await;
+                again.push((Utc::now(), destination()));
                 return;
             };
             let reply = tokio::select! {
@@ -94,8 +167,10 @@ impl Worker {
             let finish = self.finish_for(robot, &row, &reply, outcome);
             log_outcome(robot, &row, &reply, &finish);
             let recorded = self.record(robot, &row, &finish, lease_end).await;
+            again.extend(look_again(robot, &finish));
             if !recorded || matches!(outcome, Outcome::RateLimited | Outcome::RobotGone) {
                 self.release(&rows.collect::<Vec<_>>()).await;
+                again.push((Utc::now(), destination()));
                 return;
             }
         }
@@ -214,6 +289,21 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// When a row this outcome sends back to `pending` can go again: a retry's delay, or (45009)
+/// at once by the pool's other robots and after the pause by this one.
+fn look_again(robot: &ClaimedRobot, finish: &Finish) -> Vec<(DateTime<Utc>, Target)> {
+    let after = |d: Duration| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default();
+    let destination = || Target::Destination(robot.destination.clone());
+    match finish {
+        Finish::RetryAfter { retry_in, .. } => vec![(after(*retry_in), destination())],
+        Finish::RateLimited { pause, .. } => vec![
+            (Utc::now(), destination()),
+            (after(*pause), Target::Robot(robot.id)),
+        ],
+        _ => Vec::new(),
     }
 }
 

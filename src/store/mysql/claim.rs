@@ -32,7 +32,22 @@ ORDER BY s.next_check_at
 LIMIT ?
 "#;
 
-/// The candidates for the next wake-up, one column each (MySQL's LEAST is NULL if any
+/// The due robots of one destination, most overdue first, for a claim attempt on each in
+/// turn. Found by the destination's index. `{excluded}` as in `DUE_ROBOTS`.
+const DUE_OF_DESTINATION: &str = r#"
+SELECT s.robot_id
+FROM wecom_webhooks w
+JOIN wecom_robot_state s ON s.robot_id = w.id
+WHERE w.destination = ?
+  {excluded}
+  AND s.next_check_at <= UTC_TIMESTAMP(6)
+  AND COALESCE(w.is_active, TRUE)
+  AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+ORDER BY s.next_check_at
+"#;
+
+/// The candidates for the next wake-up (lease ends and expiries are housekeeping's), one
+/// column each (MySQL's LEAST is NULL if any
 /// argument is; the earliest is taken in Rust).
 const NEXT_WAKE: &str = r#"
 SELECT
@@ -47,10 +62,7 @@ SELECT
                        AND o.webhook_name = w.destination
                        AND o.not_before <= UTC_TIMESTAMP(6))) AS robot_due,
     (SELECT MIN(not_before) FROM wecom_outbox
-      WHERE status = 'pending' AND not_before > UTC_TIMESTAMP(6)) AS row_due,
-    (SELECT MIN(locked_until) FROM wecom_outbox WHERE status = 'sending') AS lease_ends,
-    (SELECT MIN(expires_at) FROM wecom_outbox
-      WHERE status = 'pending' AND expires_at IS NOT NULL) AS row_expires
+      WHERE status = 'pending' AND not_before > UTC_TIMESTAMP(6)) AS row_due
 "#;
 
 /// Lock the robot's state row, or skip it: another replica is deciding for this robot.
@@ -234,6 +246,7 @@ impl LockedRobot {
             url: self.webhook_url.clone(),
             rate_window: self.settings.rate_window,
             consecutive_45009: self.consecutive_45009,
+            more_at: None,
         }
     }
 }
@@ -268,7 +281,7 @@ impl MySqlStore {
         }
         let row = query.fetch_one(&self.pool).await?;
         let mut earliest: Option<DateTime<Utc>> = None;
-        for column in ["robot_due", "row_due", "lease_ends", "row_expires"] {
+        for column in ["robot_due", "row_due"] {
             let at: Option<DateTime<Utc>> = row.try_get(column)?;
             earliest = match (earliest, at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -363,17 +376,46 @@ impl MySqlStore {
                 then_next_check,
             } => {
                 let rows = claim_rows(&mut tx, &robot, take, worker_id, lease).await?;
+                let mut claimed = robot.claimed();
                 let next = if rows.len() as u32 == take {
+                    claimed.more_at = Some(then_next_check);
                     then_next_check
                 } else {
                     robot.now
                 };
                 set_next_check(&mut tx, robot_id, next).await?;
-                ClaimResult::Claimed(robot.claimed(), rows)
+                ClaimResult::Claimed(claimed, rows)
             }
         };
         tx.commit().await?;
         Ok(result)
+    }
+
+    /// Claim for the most overdue due robot of `destination` no one else is deciding for
+    /// (leaving out `excluded`): each due robot in turn until one is not busy. `None`: none.
+    /// (The robots are read before any claim transaction begins, so the claim's snapshot
+    /// still starts after the robot's lock, as the rate limit needs.)
+    pub async fn claim_for_destination(
+        &self,
+        destination: &str,
+        excluded: &[i32],
+        worker_id: &str,
+        lease: Duration,
+        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+    ) -> sqlx::Result<Option<(i32, ClaimResult)>> {
+        let sql = excluding(DUE_OF_DESTINATION, "s.robot_id", excluded);
+        let mut query = sqlx::query_scalar(&sql).bind(destination);
+        for id in excluded {
+            query = query.bind(id);
+        }
+        let due: Vec<i32> = query.fetch_all(&self.pool).await?;
+        for robot_id in due {
+            match self.claim(robot_id, worker_id, lease, &plan).await? {
+                ClaimResult::Busy => continue,
+                result => return Ok(Some((robot_id, result))),
+            }
+        }
+        Ok(None)
     }
 
     /// The robot `send-test NAME` means.

@@ -6,8 +6,9 @@
 use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::NamedRobot;
-use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
-use sqlx::{MySql, Transaction};
+use crate::store::{Claimed, ClaimedRobot, Finish, HousekeepingRun, SentRecord};
+use chrono::{DateTime, Utc};
+use sqlx::{MySql, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -141,6 +142,20 @@ WHERE id IN ({ids}) AND status = 'sending'
 "#;
 
 /// Pending rows past `expires_at`, as last committed.
+/// One replica at a time does housekeeping: whoever gets this lock (named per database, as
+/// MySQL's named locks are server-wide) without waiting. 1: got it.
+const HOUSEKEEPER: &str = "SELECT GET_LOCK(CONCAT('wecom_outbox housekeeping ', DATABASE()), 0)";
+
+/// Give the housekeeping lock back.
+const STEP_DOWN: &str = "DO RELEASE_LOCK(CONCAT('wecom_outbox housekeeping ', DATABASE()))";
+
+/// When housekeeping next has something to do, one column each (LEAST is NULL if any is).
+const NEXT_HOUSEKEEPING: &str = r#"
+SELECT (SELECT MIN(locked_until) FROM wecom_outbox WHERE status = 'sending') AS lease_ends,
+       (SELECT MIN(expires_at) FROM wecom_outbox
+         WHERE status = 'pending' AND expires_at IS NOT NULL) AS row_expires
+"#;
+
 const OVERDUE: &str = r#"
 SELECT id FROM wecom_outbox
 WHERE status = 'pending' AND expires_at <= UTC_TIMESTAMP(6)
@@ -373,12 +388,31 @@ impl MySqlStore {
         tx.commit().await
     }
 
-    /// Expire overdue rows, rescue expired leases and forget slots that count no more;
-    /// returns (expired, rescued). Rows are found by a read without locks and then changed
-    /// by primary key, each condition checked again: a locking range read over the status
-    /// indexes would hold gaps the claims and the writers insert into.
+    /// Expire overdue rows, rescue expired leases and forget slots that count no more,
+    /// unless another replica is doing it right now (`None`). Rows are found by a read
+    /// without locks and then changed by primary key, each condition checked again: a
+    /// locking range read over the status indexes would hold gaps the claims and the writers
+    /// insert into. One replica at a time: whoever holds the named lock `HOUSEKEEPER` takes,
+    /// a lock of its connection, so it dies with a replica that dies.
     #[tracing::instrument(skip(self))]
-    pub async fn housekeeping(&self) -> sqlx::Result<(u64, i64)> {
+    pub async fn housekeeping(&self) -> sqlx::Result<Option<HousekeepingRun>> {
+        let mut conn = self.pool.acquire().await?;
+        let leader: Option<i64> = sqlx::query_scalar(HOUSEKEEPER)
+            .fetch_one(&mut *conn)
+            .await?;
+        if leader != Some(1) {
+            return Ok(None);
+        }
+        let run = self.housekeep().await;
+        let released = sqlx::query(STEP_DOWN).execute(&mut *conn).await;
+        if released.is_err() {
+            // Never hand a connection that may still hold the lock back to the pool.
+            conn.close_on_drop();
+        }
+        run.map(Some)
+    }
+
+    async fn housekeep(&self) -> sqlx::Result<HousekeepingRun> {
         retrying(|| async {
             sqlx::query(FORGET_SLOTS)
                 .bind((2 * MAX_WINDOW.as_secs() + 1) as i64)
@@ -388,7 +422,20 @@ impl MySqlStore {
         .await?;
         let expired = retrying(|| self.expire()).await?;
         let rescued = retrying(|| self.rescue()).await?;
-        Ok((expired, rescued))
+        let row = sqlx::query(NEXT_HOUSEKEEPING).fetch_one(&self.pool).await?;
+        let mut next_due: Option<DateTime<Utc>> = None;
+        for column in ["lease_ends", "row_expires"] {
+            let at: Option<DateTime<Utc>> = row.try_get(column)?;
+            next_due = match (next_due, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(HousekeepingRun {
+            expired,
+            rescued,
+            next_due,
+        })
     }
 
     async fn expire(&self) -> sqlx::Result<u64> {

@@ -29,8 +29,9 @@ LIMIT $1
 "#;
 
 /// The earliest moment something may become possible: a robot with claimable work comes
-/// due, a delayed row's `not_before` passes, a lease ends, or a pending row expires.
-/// Robots this replica is serving right now (`$1`) are left out: their task will report.
+/// due, or a delayed row's `not_before` passes. (Lease ends and expiries are housekeeping's:
+/// it says when it next has something to do.) Robots this replica is serving right now
+/// (`$1`) are left out: their task will report.
 const NEXT_WAKE: &str = r#"
 SELECT least(
     (SELECT min(s.next_check_at)
@@ -44,10 +45,7 @@ SELECT least(
                        AND o.status = 'pending'
                        AND o.not_before <= clock_timestamp())),
     (SELECT min(not_before) FROM wecom_outbox
-      WHERE status = 'pending' AND not_before > clock_timestamp()),
-    (SELECT min(locked_until) FROM wecom_outbox WHERE status = 'sending'),
-    (SELECT min(expires_at) FROM wecom_outbox
-      WHERE status = 'pending' AND expires_at IS NOT NULL)
+      WHERE status = 'pending' AND not_before > clock_timestamp())
 )
 "#;
 
@@ -67,6 +65,23 @@ JOIN wecom_webhooks w ON w.id = s.robot_id
 WHERE s.robot_id = $1
   AND coalesce(w.is_active, true)
   AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+FOR UPDATE OF s SKIP LOCKED
+"#;
+
+/// The most overdue due robot of destination `$1` (leaving out `$2`) that no other replica
+/// is deciding for, locked like `LOCK_ROBOT` locks one robot. The robots are found by the
+/// destination's index, never by a scan of every robot.
+const LOCK_DUE_ROBOT_OF: &str = r#"
+SELECT s.robot_id
+FROM wecom_robot_state s
+JOIN wecom_webhooks w ON w.id = s.robot_id
+WHERE w.destination = $1
+  AND NOT (s.robot_id = ANY($2))
+  AND s.next_check_at <= clock_timestamp()
+  AND coalesce(w.is_active, true)
+  AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+ORDER BY s.next_check_at
+LIMIT 1
 FOR UPDATE OF s SKIP LOCKED
 "#;
 
@@ -197,6 +212,7 @@ impl LockedRobot {
             url: self.webhook_url.clone(),
             rate_window: self.settings.rate_window,
             consecutive_45009: self.consecutive_45009,
+            more_at: None,
         }
     }
 }
@@ -270,54 +286,94 @@ impl PgStore {
         lease: Duration,
         plan: impl Planner,
     ) -> sqlx::Result<ClaimResult> {
-        let mut tx = self.pool.begin().await?;
-        let Some(robot) = sqlx::query_as::<_, LockedRobot>(LOCK_ROBOT)
-            .bind(robot_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(ClaimResult::Busy);
-        };
-        let horizon = robot.lookback_secs();
-        let recent: Vec<DateTime<Utc>> = sqlx::query_scalar(RECENT_SENDS)
-            .bind(robot_id)
-            .bind(robot.now)
-            .bind(horizon)
-            .fetch_all(&mut *tx)
-            .await?;
-        let result = match plan(&robot.snapshot(recent), &robot.webhook_url, robot.now) {
-            // Nothing shared changes: the transaction ends without a write.
-            Decision::Skip { reason } => return Ok(ClaimResult::Skipped(reason)),
-            Decision::Unusable { reason, recheck_at } => {
-                sqlx::query(ROBOT_UNUSABLE)
-                    .bind(robot_id)
-                    .bind(&reason)
-                    .bind(recheck_at)
-                    .execute(&mut *tx)
-                    .await?;
-                ClaimResult::Unusable(reason)
-            }
-            Decision::Wait { until } => {
-                set_next_check(&mut tx, robot_id, until).await?;
-                ClaimResult::Waiting(until)
-            }
-            Decision::Claim {
-                take,
-                then_next_check,
-            } => {
-                let rows = claim_rows(&mut tx, &robot, take, worker_id, lease).await?;
-                let next = if rows.len() as u32 == take {
-                    then_next_check
-                } else {
-                    robot.now
-                };
-                set_next_check(&mut tx, robot_id, next).await?;
-                ClaimResult::Claimed(robot.claimed(), rows)
-            }
-        };
-        tx.commit().await?;
-        Ok(result)
+        let tx = self.pool.begin().await?;
+        decide_and_claim(tx, robot_id, worker_id, lease, plan).await
     }
+
+    /// Lock the most overdue due robot of `destination` no one else is deciding for, then
+    /// decide and claim as [`PgStore::claim`] does, in the same transaction. `None`: no such
+    /// robot (none is due, or every due one is being decided for elsewhere).
+    #[tracing::instrument(skip(self, excluded, plan))]
+    pub async fn claim_for_destination(
+        &self,
+        destination: &str,
+        excluded: &[i32],
+        worker_id: &str,
+        lease: Duration,
+        plan: impl Planner,
+    ) -> sqlx::Result<Option<(i32, ClaimResult)>> {
+        let mut tx = self.pool.begin().await?;
+        let robot_id: Option<i32> = sqlx::query_scalar(LOCK_DUE_ROBOT_OF)
+            .bind(destination)
+            .bind(excluded)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(robot_id) = robot_id else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let result = decide_and_claim(tx, robot_id, worker_id, lease, plan).await?;
+        Ok(Some((robot_id, result)))
+    }
+}
+
+/// The claim's transaction from the robot's lock on: the rules decide with the robot's
+/// snapshot, and what they allow is claimed; committed here (or ended without a write).
+async fn decide_and_claim(
+    mut tx: Transaction<'_, Postgres>,
+    robot_id: i32,
+    worker_id: &str,
+    lease: Duration,
+    plan: impl Planner,
+) -> sqlx::Result<ClaimResult> {
+    let Some(robot) = sqlx::query_as::<_, LockedRobot>(LOCK_ROBOT)
+        .bind(robot_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(ClaimResult::Busy);
+    };
+    let horizon = robot.lookback_secs();
+    let recent: Vec<DateTime<Utc>> = sqlx::query_scalar(RECENT_SENDS)
+        .bind(robot_id)
+        .bind(robot.now)
+        .bind(horizon)
+        .fetch_all(&mut *tx)
+        .await?;
+    let result = match plan(&robot.snapshot(recent), &robot.webhook_url, robot.now) {
+        // Nothing shared changes: the transaction ends without a write.
+        Decision::Skip { reason } => return Ok(ClaimResult::Skipped(reason)),
+        Decision::Unusable { reason, recheck_at } => {
+            sqlx::query(ROBOT_UNUSABLE)
+                .bind(robot_id)
+                .bind(&reason)
+                .bind(recheck_at)
+                .execute(&mut *tx)
+                .await?;
+            ClaimResult::Unusable(reason)
+        }
+        Decision::Wait { until } => {
+            set_next_check(&mut tx, robot_id, until).await?;
+            ClaimResult::Waiting(until)
+        }
+        Decision::Claim {
+            take,
+            then_next_check,
+        } => {
+            let rows = claim_rows(&mut tx, &robot, take, worker_id, lease).await?;
+            let mut claimed = robot.claimed();
+            let next = if rows.len() as u32 == take {
+                claimed.more_at = Some(then_next_check);
+                then_next_check
+            } else {
+                robot.now
+            };
+            set_next_check(&mut tx, robot_id, next).await?;
+            ClaimResult::Claimed(claimed, rows)
+        }
+    };
+    tx.commit().await?;
+    Ok(result)
 }
 
 async fn set_next_check(

@@ -2,7 +2,7 @@
 //! counters), plus the housekeeping that keeps rows moving (expiry, lease rescue, release).
 
 use super::PgStore;
-use crate::store::{Claimed, ClaimedRobot, Finish, SentRecord};
+use crate::store::{Claimed, ClaimedRobot, Finish, HousekeepingRun, SentRecord};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
@@ -130,7 +130,27 @@ SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END
                  || ' stopped answering mid-send (WeCom may have received it)',
     locked_by = NULL, locked_until = NULL, lease_token = NULL
 WHERE status = 'sending' AND locked_until < clock_timestamp()
-RETURNING id, status
+RETURNING id, status, webhook_name
+"#;
+
+/// Only one replica at a time does housekeeping: whoever holds this transaction lock.
+const HOUSEKEEPER: &str = "SELECT pg_try_advisory_xact_lock($1)";
+
+/// The advisory lock's key (advisory locks are per database): "wecom-hk" in ASCII. Public so
+/// an operator (or a test) can see in `pg_locks` which replica has the turn.
+pub const HOUSEKEEPING_LOCK: i64 = 0x7765_636f_6d2d_686b;
+
+/// Wake the workers for destinations whose rows became pending again (the INSERT trigger's
+/// channel and payload).
+const WAKE_DESTINATIONS: &str =
+    "SELECT pg_notify('wecom_outbox', d) FROM unnest($1::text[]) AS t (d)";
+
+/// When housekeeping next has something to do: the earliest lease end or expiry.
+const NEXT_HOUSEKEEPING: &str = r#"
+SELECT least(
+    (SELECT min(locked_until) FROM wecom_outbox WHERE status = 'sending'),
+    (SELECT min(expires_at) FROM wecom_outbox
+      WHERE status = 'pending' AND expires_at IS NOT NULL))
 "#;
 
 /// Log rows for outbox rows that just reached `failed` or `sent`, each written with what the
@@ -346,26 +366,54 @@ impl PgStore {
         tx.commit().await
     }
 
-    /// Expire overdue rows and rescue expired leases; returns (expired, rescued).
+    /// Expire overdue rows and rescue expired leases, unless another replica is doing it
+    /// right now (`None`). One transaction: the advisory lock that makes this replica the
+    /// housekeeper for the moment is a transaction lock, so it can never outlive a replica
+    /// that dies. Rescued rows wake the workers of their destination.
     #[tracing::instrument(skip(self))]
-    pub async fn housekeeping(&self) -> sqlx::Result<(u64, i64)> {
-        let expired = sqlx::query(EXPIRE)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    pub async fn housekeeping(&self) -> sqlx::Result<Option<HousekeepingRun>> {
         let mut tx = self.pool.begin().await?;
-        let rescued: Vec<(Uuid, String)> =
+        let leader: bool = sqlx::query_scalar(HOUSEKEEPER)
+            .bind(HOUSEKEEPING_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !leader {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let expired = sqlx::query(EXPIRE).execute(&mut *tx).await?.rows_affected();
+        let rescued: Vec<(Uuid, String, String)> =
             sqlx::query_as(RESCUE_LEASES).fetch_all(&mut *tx).await?;
         let failed: Vec<Uuid> = rescued
             .iter()
-            .filter(|(_, status)| status == "failed")
-            .map(|(id, _)| *id)
+            .filter(|(_, status, _)| status == "failed")
+            .map(|(id, _, _)| *id)
             .collect();
         if !failed.is_empty() {
             write_logs(&mut tx, &failed).await?;
         }
+        let mut again: Vec<&str> = rescued
+            .iter()
+            .filter(|(_, status, _)| status == "pending")
+            .map(|(_, _, destination)| destination.as_str())
+            .collect();
+        again.sort_unstable();
+        again.dedup();
+        if !again.is_empty() {
+            sqlx::query(WAKE_DESTINATIONS)
+                .bind(&again)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let next_due = sqlx::query_scalar(NEXT_HOUSEKEEPING)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok((expired, rescued.len() as i64))
+        Ok(Some(HousekeepingRun {
+            expired,
+            rescued: rescued.len() as i64,
+            next_due,
+        }))
     }
 }
 

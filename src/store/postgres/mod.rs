@@ -10,6 +10,7 @@ mod report;
 mod robot;
 
 pub use adopt::EXPECTED as ADOPTED_COLUMNS;
+pub use finish::HOUSEKEEPING_LOCK;
 
 use crate::store::StoreError;
 use crate::wecom::redact::redact;
