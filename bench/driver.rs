@@ -528,10 +528,12 @@ async fn idle(size: Size) -> anyhow::Result<serde_json::Value> {
     let cpu = cpu_percent(&workers, &cpu_before, secs);
     stop(workers);
     let per_replica = (tx1 - tx0) as f64 / secs / 3.0;
-    Ok(json!({"scenario": "idle", "robots": size.pick(5_000, 200), "replicas": 3, "seconds": secs,
+    Ok(
+        json!({"scenario": "idle", "robots": size.pick(5_000, 200), "replicas": 3, "seconds": secs,
         "tx_per_s_per_replica": (per_replica * 100.0).round() / 100.0,
         "tuples_read_per_s": ((tup1 - tup0) as f64 / secs).round(),
-        "worker_cpu_percent": cpu}))
+        "worker_cpu_percent": cpu}),
+    )
 }
 
 /// Trickle: single-row INSERTs spread over a minute, the way AppSheet writes; what each
@@ -563,17 +565,22 @@ async fn trickle(size: Size) -> anyhow::Result<serde_json::Value> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (tx1, tup1) = db_counters(&db).await?;
     let delivered = db.count("SELECT count(*) FROM wecom_message_log").await;
-    anyhow::ensure!(delivered == n, "every message delivered once ({delivered} of {n})");
+    anyhow::ensure!(
+        delivered == n,
+        "every message delivered once ({delivered} of {n})"
+    );
     let ms: Vec<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
     )
     .fetch_all(db.pool())
     .await?;
     let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-    Ok(json!({"scenario": "trickle", "robots": size.pick(5_000, 200), "pools": pools,
+    Ok(
+        json!({"scenario": "trickle", "robots": size.pick(5_000, 200), "pools": pools,
         "replicas": 3, "messages": n, "seconds": secs,
         "tx_per_message": ((tx1 - tx0) as f64 / n as f64 * 10.0).round() / 10.0,
         "tuples_read_per_message": ((tup1 - tup0) as f64 / n as f64).round(),
         "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-        "worker_cpu_percent": cpu}))
+        "worker_cpu_percent": cpu}),
+    )
 }

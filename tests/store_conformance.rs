@@ -473,7 +473,10 @@ mod cases {
             if let Some(run) = f.store().housekeeping_turn().await.unwrap() {
                 break run;
             }
-            assert!(std::time::Instant::now() < deadline, "the turn never passed on");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the turn never passed on"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!((run.expired, run.rescued, run.next_due), (0, 2, None));
@@ -483,13 +486,21 @@ mod cases {
     pub async fn a_destination_claim_takes_a_free_due_robot_of_that_destination_only(f: Fixture) {
         let a = f.robot("a", Some("pool"), 1, Duration::from_secs(60)).await;
         let b = f.robot("b", Some("pool"), 1, Duration::from_secs(60)).await;
-        let elsewhere = f.robot("elsewhere", None, 20, Duration::from_secs(60)).await;
+        let elsewhere = f
+            .robot("elsewhere", None, 20, Duration::from_secs(60))
+            .await;
         f.enqueue("pool", "m", 3).await;
         f.enqueue("elsewhere", "e", 1).await;
         let store = f.store();
         let by = |excluded: Vec<i32>| async move {
             store
-                .claim_for_destination("pool", &excluded, "conformance", Duration::from_secs(60), plan)
+                .claim_for_destination(
+                    "pool",
+                    &excluded,
+                    "conformance",
+                    Duration::from_secs(60),
+                    plan,
+                )
                 .await
                 .unwrap()
         };
@@ -506,7 +517,13 @@ mod cases {
             Some((id, ClaimResult::Claimed(_, rows))) if rows.len() == 1 => id,
             other => panic!("{other:?}"),
         };
-        assert_eq!([first, second].iter().filter(|id| [a, b].contains(id)).count(), 2);
+        assert_eq!(
+            [first, second]
+                .iter()
+                .filter(|id| [a, b].contains(id))
+                .count(),
+            2
+        );
         assert_ne!(first, second);
         // Both robots used their budget: neither is due, and the other destination is not
         // this one's business.

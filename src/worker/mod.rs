@@ -213,7 +213,11 @@ impl Worker {
         let wake = state.scan_at.unwrap_or(now);
         let wake = daily.map_or(wake, |at| wake.min(at));
         let wake = state.housekeeping_at.map_or(wake, |at| wake.min(at));
-        let wake = state.later.iter().map(|(at, _)| *at).fold(wake, Instant::min);
+        let wake = state
+            .later
+            .iter()
+            .map(|(at, _)| *at)
+            .fold(wake, Instant::min);
         let floor = if started == 0 { now + MIN_IDLE } else { now };
         Ok(wake.clamp(floor, now + self.config.max_idle))
     }
