@@ -420,9 +420,9 @@ async fn many_robots(size: Size) -> anyhow::Result<serde_json::Value> {
     let mut claim_ms = Vec::new();
     for id in due.iter().take(20) {
         let t = Instant::now();
-        let plan = |s: &wecom_outbox::rules::decide::RobotSnapshot, _: &str, now| {
-            wecom_outbox::rules::decide::decide(s, now, 20)
-        };
+        let plan = |s: &wecom_outbox::rules::decide::RobotSnapshot,
+                    _: &wecom_outbox::wecom::robot_url::RobotUrl,
+                    now| { wecom_outbox::rules::decide::decide(s, now, 20) };
         let result = store
             .claim(*id, "bench", Duration::from_secs(60), plan)
             .await?;

@@ -122,7 +122,11 @@ impl Fixture {
 }
 
 /// The worker's planner without its allowed-hosts check.
-fn plan(snapshot: &RobotSnapshot, _url: &str, now: chrono::DateTime<Utc>) -> Decision {
+fn plan(
+    snapshot: &RobotSnapshot,
+    _url: &wecom_outbox::wecom::robot_url::RobotUrl,
+    now: chrono::DateTime<Utc>,
+) -> Decision {
     decide(snapshot, now, 20)
 }
 

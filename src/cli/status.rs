@@ -4,8 +4,8 @@
 use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::store::Store;
 use crate::store::{DestinationCounts, RobotReport};
-use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
-use crate::wecom::redact::{redact, redact_url};
+use crate::wecom::allowed_hosts::AllowedHosts;
+use crate::wecom::redact::redact;
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -129,7 +129,7 @@ fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
     };
     RobotStatus {
         name: r.webhook_name.clone(),
-        url: redact_url(&r.webhook_url),
+        url: r.webhook_url.redacted(),
         enabled: r.is_active,
         problem,
         rate_limit: r.settings.rate_limit,
@@ -151,14 +151,14 @@ fn why_not(r: &RobotReport, snapshot: &RobotSnapshot, allowed: &AllowedHosts) ->
     if let Some(why) = &r.unreadable {
         return Some(format!("skipped: {why}"));
     }
-    if r.webhook_url == PLACEHOLDER_URL {
+    if r.webhook_url.is_placeholder() {
         return Some("placeholder URL: not a robot yet".into());
     }
     if !r.is_active {
         let why = r.disabled_reason.as_deref().unwrap_or("by an operator");
         return Some(format!("disabled: {why}"));
     }
-    if let Err(why) = allowed.check(&r.webhook_url) {
+    if let Err(why) = allowed.check(r.webhook_url.expose_secret()) {
         return Some(format!(
             "not served by replicas with this WECOM_ALLOWED_HOSTS: {why}"
         ));

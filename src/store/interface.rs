@@ -11,6 +11,7 @@ use super::{
 };
 use crate::reminders::{DayPlan, EnqueueReport};
 use crate::rules::decide::RobotSnapshot;
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Duration;
 use uuid::Uuid;
@@ -125,7 +126,7 @@ impl Store {
         robot_id: i32,
         worker_id: &str,
         lease: Duration,
-        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> crate::rules::decide::Decision,
+        plan: impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> crate::rules::decide::Decision,
     ) -> Result<ClaimResult> {
         on_backend!(self, s => s.claim(robot_id, worker_id, lease, plan))
     }

@@ -9,6 +9,7 @@ pub mod mysql;
 pub mod postgres;
 mod report;
 
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -22,8 +23,8 @@ pub struct ClaimedRobot {
     pub id: i32,
     pub name: String,
     pub destination: String,
-    /// Contains the key: never log it, never show it.
-    pub url: String,
+    /// Prints redacted; the key only through `expose_secret`.
+    pub url: RobotUrl,
     pub rate_window: std::time::Duration,
     pub consecutive_45009: i32,
 }

@@ -2,6 +2,7 @@
 //! and the robot `send-test` names. Each backend decodes its rows into these.
 
 use crate::rules::decide::{RobotSettings, RobotSnapshot};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ pub struct DestinationCounts {
 pub struct RobotReport {
     pub webhook_name: String,
     pub destination: String,
-    pub webhook_url: String,
+    pub webhook_url: RobotUrl,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
     /// `send_days` is `None` also when the stored array cannot be a list of days (see
@@ -66,7 +67,7 @@ pub struct NamedRobot {
     pub webhook_name: String,
     pub destination: String,
     /// Contains the key: never print it unredacted.
-    pub webhook_url: String,
+    pub webhook_url: RobotUrl,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
 }

@@ -6,6 +6,7 @@ use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::rules::outcome::{classify, Outcome, Reply};
 use crate::rules::retry::pause_after_rate_limited;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot, Finish, SentRecord};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,9 @@ pub(super) enum Served {
 /// Claim a batch for `robot_id` and send it.
 #[tracing::instrument(name = "robot", skip(worker))]
 pub(super) async fn serve(worker: Arc<Worker>, robot_id: i32) -> (i32, Served) {
-    let plan =
-        |snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>| worker.plan(snapshot, url, now);
+    let plan = |snapshot: &RobotSnapshot, url: &RobotUrl, now: DateTime<Utc>| {
+        worker.plan(snapshot, url, now)
+    };
     // The lease is counted from before the claim, so this replica's idea of when it ends is
     // never later than the database's.
     let lease_end = Instant::now() + worker.config.lease;
@@ -59,8 +61,8 @@ pub(super) async fn serve(worker: Arc<Worker>, robot_id: i32) -> (i32, Served) {
 impl Worker {
     /// The rules' decision, with this replica's allowed-hosts check first: a robot whose URL
     /// points elsewhere is never called by this replica, and nothing shared changes for it.
-    fn plan(&self, snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>) -> Decision {
-        if let Err(reason) = self.config.allowed_hosts.check(url) {
+    fn plan(&self, snapshot: &RobotSnapshot, url: &RobotUrl, now: DateTime<Utc>) -> Decision {
+        if let Err(reason) = self.config.allowed_hosts.check(url.expose_secret()) {
             return Decision::Skip { reason: reason.0 };
         }
         decide(snapshot, now, self.config.batch_size)

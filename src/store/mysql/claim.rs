@@ -7,6 +7,7 @@ use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
 use crate::store::NamedRobot;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{FromRow, MySql, Row, Transaction};
@@ -186,7 +187,7 @@ struct LockedRobot {
     id: i32,
     webhook_name: String,
     destination: String,
-    webhook_url: String,
+    webhook_url: RobotUrl,
     settings: RobotSettings,
     default_timezone: String,
     paused_until: Option<DateTime<Utc>>,
@@ -326,7 +327,7 @@ impl MySqlStore {
         robot_id: i32,
         worker_id: &str,
         lease: Duration,
-        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+        plan: impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision,
     ) -> sqlx::Result<ClaimResult> {
         retrying(|| self.claim_once(robot_id, worker_id, lease, &plan)).await
     }
@@ -336,7 +337,7 @@ impl MySqlStore {
         robot_id: i32,
         worker_id: &str,
         lease: Duration,
-        plan: &impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+        plan: &impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision,
     ) -> sqlx::Result<ClaimResult> {
         let mut tx = self.pool.begin().await?;
         let Some((robot, recent)) = lock_robot(&mut tx, robot_id).await? else {

@@ -6,6 +6,7 @@ use super::MySqlStore;
 use crate::rules::decide::RobotSettings;
 use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::{DestinationCounts, RobotReport};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{FromRow, Row};
@@ -110,7 +111,7 @@ fn robot_report(row: &MySqlRow, recent: &[(i32, DateTime<Utc>)]) -> RobotReport 
     RobotReport {
         webhook_name: text("webhook_name").unwrap_or_default(),
         destination: text("destination").unwrap_or_default(),
-        webhook_url: text("webhook_url").unwrap_or_default(),
+        webhook_url: RobotUrl::new(text("webhook_url").unwrap_or_default()),
         is_active: row.try_get::<i64, _>("is_active").map_or(true, |v| v != 0),
         disabled_reason: text("disabled_reason"),
         send_days_text: text("send_days"),

@@ -4,6 +4,7 @@
 use super::PgStore;
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
 use crate::store::{ClaimResult, Claimed, ClaimedRobot, NamedRobot};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
@@ -151,7 +152,7 @@ struct LockedRobot {
     id: i32,
     webhook_name: String,
     destination: String,
-    webhook_url: String,
+    webhook_url: RobotUrl,
     #[sqlx(flatten)]
     settings: RobotSettings,
     default_timezone: String,
@@ -171,8 +172,8 @@ struct ClaimedRow {
 }
 
 /// The rules' answer for a robot, given its snapshot, its URL and the database's `now`.
-pub trait Planner: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision {}
-impl<F: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision> Planner for F {}
+pub trait Planner: Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision {}
+impl<F: Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision> Planner for F {}
 
 impl LockedRobot {
     fn snapshot(&self, recent_sends: Vec<DateTime<Utc>>) -> RobotSnapshot {

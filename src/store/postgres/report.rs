@@ -4,6 +4,7 @@
 use super::PgStore;
 use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::{DestinationCounts, RobotReport};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::Utc;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
@@ -115,7 +116,7 @@ fn undecodable(row: &PgRow, error: &sqlx::Error) -> RobotReport {
     RobotReport {
         webhook_name: text("webhook_name"),
         destination: text("destination"),
-        webhook_url: text("webhook_url"),
+        webhook_url: RobotUrl::new(text("webhook_url")),
         is_active: row.try_get("is_active").unwrap_or(true),
         unreadable: Some(format!("this row cannot be read as a robot: {error}")),
         now: row.try_get("now").unwrap_or_else(|_| Utc::now()),
