@@ -8,6 +8,7 @@ mod interface;
 pub mod mysql;
 pub mod postgres;
 mod report;
+mod retention;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 pub use error::{Result, StoreError};
 pub use interface::{Store, Wakeups};
 pub use report::{DestinationCounts, NamedRobot, RobotReport};
+pub use retention::{FailedFilter, FailedRow, Pruned, FINISHED};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.
 #[derive(Debug, Clone)]
