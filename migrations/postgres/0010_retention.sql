@@ -130,7 +130,7 @@ BEGIN
         END IF;
     WHEN 'prune_days' THEN
         -- Read by the worker's daily prune (src/worker/prune.rs): empty = off.
-        IF v <> '' AND CASE WHEN wecom_is_int(v) THEN v::int < 1 ELSE true END THEN
+        IF v <> '' AND (NOT wecom_is_int(v) OR v::numeric < 1) THEN
             RETURN format('%s %L is not a whole number of days of at least 1, such as 90 (empty = never prune)', p_name, p_value);
         END IF;
     ELSE
