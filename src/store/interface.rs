@@ -6,8 +6,8 @@
 use super::mysql::{self, MySqlStore};
 use super::postgres::{self, PgStore};
 use super::{
-    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, NamedRobot, Result, RobotReport,
-    SentRecord, StoreError,
+    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, FailedFilter, FailedRow, Finish,
+    NamedRobot, Pruned, Result, RobotReport, SentRecord, StoreError,
 };
 use crate::reminders::{DayPlan, EnqueueReport};
 use crate::rules::decide::RobotSnapshot;
@@ -242,6 +242,55 @@ impl Store {
     /// has them (`None` otherwise); how many were enqueued.
     pub async fn run_daily_reminders(&self, runner: &str) -> Result<Option<i32>> {
         on_backend!(self, s => s.run_daily_reminders(runner))
+    }
+
+    /// Delete one batch (at most `limit`) of finished rows (sent, failed, cancelled, expired)
+    /// whose `finished_at` is before `cutoff`, oldest first, with their log rows, in one short
+    /// transaction; rows another transaction holds are left for the next batch.
+    pub async fn prune_batch(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<Pruned> {
+        on_backend!(self, s => s.prune_batch(cutoff, limit))
+    }
+
+    /// What pruning everything finished before `cutoff` would delete (`prune --dry-run`).
+    pub async fn prune_count(&self, cutoff: DateTime<Utc>) -> Result<Pruned> {
+        on_backend!(self, s => s.prune_count(cutoff))
+    }
+
+    /// The `failed` rows `filter` matches, oldest failure first (`retry --dry-run`).
+    pub async fn failed_rows(&self, filter: &FailedFilter) -> Result<Vec<FailedRow>> {
+        on_backend!(self, s => s.failed_rows(filter))
+    }
+
+    /// Requeue the `failed` rows `filter` matches the way a person does (attempts afresh),
+    /// in one transaction; returns them as they were.
+    pub async fn requeue_failed(&self, filter: &FailedFilter) -> Result<Vec<FailedRow>> {
+        on_backend!(self, s => s.requeue_failed(filter))
+    }
+
+    /// The status of each of `ids` that exists (for saying why an id was not requeued).
+    pub async fn statuses_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+        on_backend!(self, s => s.statuses_of(ids))
+    }
+
+    /// The `prune_after_days` setting as stored (`None`: no such row).
+    pub async fn prune_setting(&self) -> Result<Option<String>> {
+        on_backend!(self, s => s.prune_setting())
+    }
+
+    /// Claim today's (UTC) daily prune for `runner`: `true` for exactly one caller a day,
+    /// across all replicas.
+    pub async fn claim_daily_prune(&self, runner: &str) -> Result<bool> {
+        on_backend!(self, s => s.claim_daily_prune(runner))
+    }
+
+    /// Record how today's daily prune ended (`wecom_daily_runs`, job `prune`).
+    pub async fn finish_daily_prune(
+        &self,
+        runner: &str,
+        messages: u64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        on_backend!(self, s => s.finish_daily_prune(runner, messages, error))
     }
 }
 

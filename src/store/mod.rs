@@ -8,6 +8,7 @@ mod interface;
 pub mod mysql;
 pub mod postgres;
 mod report;
+mod retention;
 
 use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 pub use error::{Result, StoreError};
 pub use interface::{Store, Wakeups};
 pub use report::{DestinationCounts, NamedRobot, RobotReport};
+pub use retention::{FailedFilter, FailedRow, Pruned, FINISHED};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.
 #[derive(Debug, Clone)]

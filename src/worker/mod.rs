@@ -1,6 +1,7 @@
 //! The worker loop: wake, find robots with work, claim, send, record, sleep until the next
 //! thing can happen. Replicas share nothing but the database.
 
+pub mod prune;
 mod recorder;
 mod robot;
 
@@ -97,12 +98,19 @@ pub async fn run(
         abandon,
     });
     tracing::info!(worker_id = %worker.config.worker_id, "worker started");
+    // Its own task, batch by batch: pruning never delays a claim or a send.
+    let pruning = tokio::spawn(prune::daily(
+        worker.store.clone(),
+        worker.config.worker_id.clone(),
+        worker.shutdown.clone(),
+    ));
     let mut state = LoopState::default();
     while !worker.shutdown.is_cancelled() {
         let wake_at = worker.tick(&mut state).await;
         worker.wait(&mut state, wake_at).await;
     }
     worker.drain(&mut state.tasks).await;
+    let _ = pruning.await;
     let _ = worker
         .store
         .forget_replica_notes(&worker.config.worker_id)

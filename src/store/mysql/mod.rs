@@ -12,6 +12,7 @@ mod claim;
 mod finish;
 mod reminders;
 mod report;
+mod retention;
 mod robot;
 mod wakeups;
 mod zones;

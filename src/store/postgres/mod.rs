@@ -7,6 +7,7 @@ mod claim;
 mod finish;
 mod reminders;
 mod report;
+mod retention;
 mod robot;
 
 pub use adopt::EXPECTED as ADOPTED_COLUMNS;
