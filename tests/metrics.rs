@@ -9,8 +9,10 @@ use cli_support::{secret_key, secret_part, Cli};
 use metrics_support::{sample, MetricsRun};
 use sqlx::Connection;
 use std::time::Duration;
+use wecom_outbox::metrics::Metrics;
 use wecom_outbox::standin::{Behaviour, Standin};
-use wecom_outbox::testing::{server_url, standin, TestDatabase};
+use wecom_outbox::testing::{fast_config, server_url, standin, Replica, TestDatabase};
+use wecom_outbox::worker::WorkerConfig;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(30);
@@ -251,4 +253,46 @@ async fn a_metrics_addr_already_in_use_stops_run_before_the_worker_starts() {
     assert!(!out.stderr.contains("worker started"), "{out}");
     assert_eq!(db.status_count("pending").await, 1, "nothing was claimed");
     drop(taken);
+}
+
+/// The sent count of every robot on a `/metrics` page, added up.
+fn sent_on(page: &str) -> f64 {
+    ["r-1", "r-2"]
+        .iter()
+        .filter_map(|r| {
+            let labels = [("destination", "parents"), ("robot", *r)];
+            sample(page, "wecom_messages_sent_total", &labels)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_in_one_process_each_count_only_their_own_sends() {
+    let (db, fake) = (TestDatabase::migrated().await, standin(20, MINUTE).await);
+    for name in ["r-1", "r-2"] {
+        add_robot(&db, &fake, name, &secret_key(), "parents").await;
+    }
+    db.enqueue("parents", "m", 6).await;
+    let replicas: Vec<(Replica, Metrics)> = ["one", "two"]
+        .into_iter()
+        .map(|id| {
+            let metrics = Metrics::prometheus();
+            let config = WorkerConfig {
+                metrics: metrics.clone(),
+                ..fast_config(id, &fake)
+            };
+            (Replica::start(&db, config), metrics)
+        })
+        .collect();
+    db.wait_for_status("sent", 6, WAIT).await;
+    let pages: Vec<String> = replicas.iter().map(|(_, m)| m.render().unwrap()).collect();
+    for (replica, _) in replicas {
+        replica.stop().await;
+    }
+    let total: f64 = pages.iter().map(|p| sent_on(p)).sum();
+    assert_eq!(
+        total, 6.0,
+        "each send counted once, by its replica: {pages:#?}"
+    );
+    assert_eq!(Metrics::off().render(), None, "off records nothing");
 }

@@ -49,9 +49,9 @@ impl Health {
     async fn ping(&self) -> Result<(), String> {
         let reason = match tokio::time::timeout(PING_TIMEOUT, self.store.ping()).await {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => format!("database unreachable: {e}"),
+            Ok(Err(e)) => format!("the database check (SELECT 1) failed: {e}"),
             Err(_) => format!(
-                "database unreachable: no answer to SELECT 1 within {}",
+                "the database check (SELECT 1) got no answer within {}",
                 humantime::format_duration(PING_TIMEOUT)
             ),
         };
