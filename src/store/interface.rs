@@ -101,6 +101,11 @@ impl Store {
         on_backend!(self, s => s.check_schema())
     }
 
+    /// One cheap round trip (`SELECT 1`): whether this replica can reach its database now.
+    pub async fn ping(&self) -> Result<()> {
+        on_backend!(self, s => s.ping())
+    }
+
     /// A source of "something may have changed" signals for the worker's loop.
     pub async fn wakeups(&self) -> Result<Wakeups> {
         match self {

@@ -5,6 +5,7 @@ pub mod prune;
 mod recorder;
 mod robot;
 
+use crate::metrics::Metrics;
 use crate::rules::retry::RetryPolicy;
 use crate::store::{Store, StoreError, Wakeups};
 use crate::wecom::allowed_hosts::AllowedHosts;
@@ -36,6 +37,8 @@ pub struct WorkerConfig {
     /// The longest sleep without a reason (NOTIFYs can be lost while reconnecting).
     pub max_idle: Duration,
     pub allowed_hosts: AllowedHosts,
+    /// Where this replica counts its sends (off unless `run --metrics-addr`).
+    pub metrics: Metrics,
 }
 
 impl Default for WorkerConfig {
@@ -49,6 +52,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(15),
             max_idle: Duration::from_secs(30),
             allowed_hosts: AllowedHosts::default(),
+            metrics: Metrics::off(),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Worker {
             .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
             let (expired, rescued) = self.store.housekeeping().await?;
+            self.config.metrics.housekeeping(expired, rescued);
             if expired + rescued as u64 > 0 {
                 tracing::info!(expired, rescued, "housekeeping");
             }

@@ -84,6 +84,7 @@ impl Worker {
                 self.release(&rest).await;
                 return;
             };
+            let started = Instant::now();
             let reply = tokio::select! {
                 reply = self.client.send_within(&robot.url, &row.payload, limit) => reply,
                 _ = self.abandon.cancelled() => {
@@ -95,6 +96,9 @@ impl Worker {
             let outcome = classify(&reply);
             let finish = self.finish_for(robot, &row, &reply, outcome);
             log_outcome(robot, &row, &reply, &finish);
+            self.config
+                .metrics
+                .send_finished(robot, &finish, started.elapsed());
             let recorded = self.record(robot, &row, &finish, lease_end).await;
             if !recorded || matches!(outcome, Outcome::RateLimited | Outcome::RobotGone) {
                 self.release(&rows.collect::<Vec<_>>()).await;

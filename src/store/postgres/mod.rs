@@ -31,6 +31,9 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// The cheapest statement that proves the database answers.
+const PING: &str = "SELECT 1";
+
 /// Connection options from `DATABASE_URL`, or an error that says what is wrong with it.
 fn options(url: &str) -> Result<PgConnectOptions, StoreError> {
     let known = known_parameters(url)?;
@@ -183,6 +186,13 @@ impl PgStore {
                 "table wecom_outbox does not exist in this database: run `wecom-outbox migrate` first".into(),
             )),
         }
+    }
+
+    /// One round trip to the database (`SELECT 1`), for `/healthz`: proves a connection can
+    /// be had and the server answers, and costs the server nothing.
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query(PING).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// A listener on the outbox channel; NOTIFYs lost while it reconnects are caught by the
