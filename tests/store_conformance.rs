@@ -495,6 +495,7 @@ mod cases {
         let limited = Finish::RateLimited {
             pause: Duration::from_secs(60),
             error: "45009 api freq out of limit".into(),
+            unsent_slots: rows[1..].iter().map(|r| r.slot_id).collect(),
         };
         assert!(f.store().finish(&robot, &rows[0], &limited).await.unwrap());
         f.store().release(&rows[1..]).await.unwrap();
@@ -510,6 +511,62 @@ mod cases {
             }
             other => panic!("a paused robot waits, got {other:?}"),
         }
+    }
+
+    pub async fn a_45009_under_the_limit_learns_what_was_accepted_and_claims_hold_to_it(
+        f: Fixture,
+    ) {
+        let robot_id = f
+            .robot("parent_group", None, 10, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 12).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        assert_eq!(rows.len(), 10, "the configured limit");
+        for row in &rows[..5] {
+            assert!(f.store().finish(&robot, row, &Finish::Sent).await.unwrap());
+        }
+        let limited = Finish::RateLimited {
+            pause: Duration::from_secs(60),
+            error: "45009 api freq out of limit".into(),
+            unsent_slots: rows[6..].iter().map(|r| r.slot_id).collect(),
+        };
+        assert!(f.store().finish(&robot, &rows[5], &limited).await.unwrap());
+        f.store().release(&rows[6..]).await.unwrap();
+        let learned = "SELECT count(*) FROM wecom_robot_state WHERE learned_rate_limit = 5";
+        let any = "SELECT count(*) FROM wecom_robot_state WHERE learned_rate_limit IS NOT NULL";
+        assert_eq!(
+            f.count(learned).await,
+            1,
+            "WeCom accepted 5 before its 45009"
+        );
+
+        // A window later (its sends and its pause gone), the claim takes what WeCom allows.
+        f.exec("DELETE FROM wecom_rate_slots").await;
+        f.exec("UPDATE wecom_robot_state SET paused_until = NULL")
+            .await;
+        let (_, rows) = claimed(&f, robot_id).await;
+        assert_eq!(rows.len(), 5, "the learned limit, not the configured 10");
+        f.store().release(&rows).await.unwrap();
+
+        // A 45009 before anything was accepted teaches nothing.
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let limited = Finish::RateLimited {
+            pause: Duration::from_secs(1),
+            error: "45009 api freq out of limit".into(),
+            unsent_slots: rows[1..].iter().map(|r| r.slot_id).collect(),
+        };
+        f.exec("DELETE FROM wecom_rate_slots").await;
+        assert!(f.store().finish(&robot, &rows[0], &limited).await.unwrap());
+        f.store().release(&rows[1..]).await.unwrap();
+        assert_eq!(
+            f.count(learned).await,
+            1,
+            "nothing accepted: nothing new learned"
+        );
+
+        // The operator changes the configured limit: what was learned is forgotten.
+        f.exec("UPDATE wecom_webhooks SET rate_limit = 12").await;
+        assert_eq!(f.count(any).await, 0, "reset by a new rate_limit");
     }
 
     pub async fn a_gone_robot_is_disabled_and_its_row_waits_for_the_pool(f: Fixture) {
@@ -719,6 +776,7 @@ macro_rules! every_case {
                 a_failed_row_gets_its_status_and_one_log_row_with_the_error,
                 a_retry_uses_the_attempt_and_waits_on_the_database_clock,
                 rate_limited_pauses_the_robot_and_gives_the_attempt_back,
+                a_45009_under_the_limit_learns_what_was_accepted_and_claims_hold_to_it,
                 a_gone_robot_is_disabled_and_its_row_waits_for_the_pool,
                 released_rows_and_their_slots_go_back,
                 housekeeping_rescues_lost_leases_and_expires_old_rows,

@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|why| anyhow::anyhow!("robot {name} cannot be called: {why}"))?;
     let slot = match store
         .reserve_one(robot.id, |snapshot, now| {
-            let rate = snapshot.rate().map_err(|_| now)?;
+            let rate = snapshot.rate_at(now).map_err(|_| now)?;
             let budget = rate.budget(now, &snapshot.recent_sends);
             if budget.available > 0 {
                 Ok(())

@@ -42,6 +42,9 @@ pub struct RobotReport {
     pub last_errcode: Option<i32>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// What the worker learned of WeCom's real limit, and when (see `rules::rate_limit`).
+    pub learned_rate_limit: Option<i32>,
+    pub learned_at: Option<DateTime<Utc>>,
     pub total_messages_sent: i64,
     pub last_used_at: Option<DateTime<Utc>>,
     pub recent_sends: Vec<DateTime<Utc>>,
@@ -55,6 +58,7 @@ impl RobotReport {
             settings: self.settings.clone(),
             default_timezone: self.default_timezone.clone(),
             paused_until: self.paused_until,
+            learned: super::learned(self.learned_rate_limit, self.learned_at),
             recent_sends: self.recent_sends.clone(),
         }
     }

@@ -94,7 +94,7 @@ impl Worker {
                 }
             };
             let outcome = classify(&reply);
-            let finish = self.finish_for(robot, &row, &reply, outcome);
+            let finish = self.finish_for(robot, &row, rows.as_slice(), &reply, outcome);
             log_outcome(robot, &row, &reply, &finish);
             self.config
                 .metrics
@@ -107,11 +107,12 @@ impl Worker {
         }
     }
 
-    /// What the store should record for this reply.
+    /// What the store should record for this reply; `unsent` are the batch's rows after it.
     fn finish_for(
         &self,
         robot: &ClaimedRobot,
         row: &Claimed,
+        unsent: &[Claimed],
         reply: &Reply,
         outcome: Outcome,
     ) -> Finish {
@@ -137,7 +138,12 @@ impl Worker {
                     robot.rate_window,
                     robot.consecutive_45009.max(0) as u32 + 1,
                 );
-                Finish::RateLimited { pause, error }
+                let unsent_slots = unsent.iter().map(|r| r.slot_id).collect();
+                Finish::RateLimited {
+                    pause,
+                    error,
+                    unsent_slots,
+                }
             }
             Outcome::RobotGone => Finish::RobotGone {
                 errcode,

@@ -57,6 +57,9 @@ SELECT w.webhook_name::text AS webhook_name,
        CASE WHEN s.paused_until BETWEEN '0001-01-01' AND '200000-01-01' THEN s.paused_until END
            AS paused_until,
        s.last_errcode, s.last_error,
+       s.learned_rate_limit,
+       CASE WHEN s.learned_at BETWEEN '0001-01-01' AND '200000-01-01' THEN s.learned_at END
+           AS learned_at,
        CASE WHEN s.last_error_at BETWEEN '0001-01-01' AND '200000-01-01' THEN s.last_error_at END
            AS last_error_at,
        coalesce(w.total_messages_sent, 0)::bigint AS total_messages_sent,
