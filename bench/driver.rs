@@ -6,7 +6,8 @@
 //! `wecom-outbox` alone. It uses the library's test helpers (feature `testing`, on for examples
 //! through the dev-dependency on the crate itself).
 //! Scenarios: drain, peer (Graphile Worker, needs node and `npm install` in bench/peer),
-//! makespan, latency, backlog, many-robots, idle, trickle, all (everything but peer in --smoke).
+//! makespan, stricter, latency, backlog, many-robots, idle, trickle, all (everything but peer in
+//! --smoke).
 //!
 //! The backend is `DATABASE_URL`'s scheme. With `mysql://…` / `mariadb://…` (a server URL
 //! without a database, for a user that may CREATE DATABASE; `bench/run --mysql` passes
@@ -60,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         "drain",
         "peer",
         "makespan",
+        "stricter",
         "latency",
         "backlog",
         "many-robots",
@@ -83,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             "drain" => drain(size).await?,
             "peer" => peer(size).await?,
             "makespan" => makespan(size).await?,
+            "stricter" => stricter(size).await?,
             "latency" => latency(size).await?,
             "backlog" => backlog(size).await?,
             "many-robots" => many_robots(size).await?,
@@ -287,6 +290,56 @@ async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
     )
 }
 
+/// WeCom stricter than configured: a pool of 2 robots configured 10 per 2 s, a stand-in that
+/// allows 5 per 2 s, 2 in-process replicas. Makespan against what the stand-in allows, and
+/// how many 45009 answers it took to find that out.
+async fn stricter(size: Size) -> anyhow::Result<serde_json::Value> {
+    let (k, r, configured, real, window) = (size.pick(40, 20), 2i64, 10i64, 5i64, 2.0f64);
+    let fake = standin(real as usize, Duration::from_secs_f64(window)).await;
+    let db = TestDatabase::migrated().await;
+    robots(&db, &fake, r, configured, window, true).await;
+    sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) SELECT 'pool', 'm ' || i FROM generate_series(1, $1) i")
+        .bind(k)
+        .execute(db.pool())
+        .await?;
+    let started = Instant::now();
+    let replicas: Vec<Replica> = (0..2)
+        .map(|i| Replica::start(&db, fast_config(&format!("s{i}"), &fake)))
+        .collect();
+    db.wait_for(
+        "SELECT count(*) FROM wecom_message_log",
+        k,
+        Duration::from_secs(600),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    for rep in replicas {
+        rep.stop().await;
+    }
+    let stats = fake.stats();
+    anyhow::ensure!(stats.accepted as i64 == k, "every message delivered once");
+    // What the stand-in allows: the first window's burst, then one window per further burst.
+    let possible = (k as f64 / (r * real) as f64 - 1.0) * window;
+    let arrivals: Vec<Instant> = fake.received().iter().map(|m| m.at).collect();
+    let span = match (arrivals.iter().min(), arrivals.iter().max()) {
+        (Some(first), Some(last)) => (*last - *first).as_secs_f64(),
+        _ => 0.0,
+    };
+    let max_45009_per_robot = stats.per_key.values().map(|c| c.rejected_45009).max();
+    let learned: Vec<Option<i32>> = sqlx::query_scalar(
+        "SELECT s.learned_rate_limit FROM wecom_robot_state s ORDER BY s.robot_id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap_or_default();
+    Ok(
+        json!({"scenario": "stricter", "messages": k, "robots": r, "configured_limit": configured,
+        "wecom_limit": real, "window_s": window, "makespan_s": secs, "first_to_last_arrival_s": span,
+        "possible_s": possible, "ratio": secs / possible, "ratio_arrivals": span / possible, "answers_45009": stats.rejected_45009,
+        "max_45009_per_robot": max_45009_per_robot, "learned_rate_limits": learned}),
+    )
+}
+
 /// Latency: one message at a time while robots have budget; enqueue → sent.
 async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
     if on_mysql() {
@@ -424,9 +477,9 @@ async fn many_robots(size: Size) -> anyhow::Result<serde_json::Value> {
     let mut claim_ms = Vec::new();
     for id in due.iter().take(20) {
         let t = Instant::now();
-        let plan = |s: &wecom_outbox::rules::decide::RobotSnapshot, _: &str, now| {
-            wecom_outbox::rules::decide::decide(s, now, 20)
-        };
+        let plan = |s: &wecom_outbox::rules::decide::RobotSnapshot,
+                    _: &wecom_outbox::wecom::robot_url::RobotUrl,
+                    now| { wecom_outbox::rules::decide::decide(s, now, 20) };
         let result = store
             .claim(*id, "bench", Duration::from_secs(60), plan)
             .await?;

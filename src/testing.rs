@@ -325,7 +325,13 @@ pub struct Replica {
 impl Replica {
     /// Start a replica on its own connection pool (as a separate process would have).
     pub fn start(db: &TestDatabase, config: WorkerConfig) -> Replica {
-        let store = Store::connect_lazy(&db.url, 10).expect("replica pool");
+        Replica::start_url(&db.url, config)
+    }
+
+    /// Start a replica on the database `url` names, either backend (e.g. a
+    /// [`MySqlTestDatabase`]'s `url`), on its own connection pool.
+    pub fn start_url(url: &str, config: WorkerConfig) -> Replica {
+        let store = Store::connect_lazy(url, 10).expect("replica pool");
         let client = WeComClient::new(Duration::from_secs(5)).expect("client");
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(worker::run(store, client, config, shutdown.clone()));

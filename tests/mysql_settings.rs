@@ -94,8 +94,9 @@ async fn settings_are_checked_the_way_their_readers_use_them_and_known_ones_cann
         (set("reminder_cadence", "7,x"), "wecom_settings: reminder_cadence '7,x' is not a list of whole numbers of days such as 7,3,1,0 (empty = every day in range): 'x' is not one"),
         (set("reminder_run_time", "25:00"), "wecom_settings: reminder_run_time '25:00' is not a local time like 09:00 (00:00 to 23:59), or off"),
         (set("reminder_destination", "nowhere"), "wecom_settings: reminder_destination unknown destination nowhere: no robot or pool of that name in wecom_webhooks"),
+        (set("prune_after_days", "-5"), "wecom_settings: prune_after_days '-5' is not a whole number of days of at least 1, such as 90 (empty = never prune)"),
         (set("reminder_status", " "), "wecom_settings: reminder_status is empty: give the renewal_action_status that gets reminders (default: the Not Yet Renewed status)"),
-        ("INSERT INTO wecom_settings (name, value) VALUES ('reminder_typo', '1')".to_owned(), "wecom_settings: unknown setting reminder_typo: the settings are conversion_window_days, default_timezone, reminder_cadence, reminder_destination, reminder_max_days, reminder_min_days, reminder_route_column, reminder_route_fallback, reminder_run_time, reminder_status, reminder_urgent_days"),
+        ("INSERT INTO wecom_settings (name, value) VALUES ('reminder_typo', '1')".to_owned(), "wecom_settings: unknown setting reminder_typo: the settings are conversion_window_days, default_timezone, prune_after_days, reminder_cadence, reminder_destination, reminder_max_days, reminder_min_days, reminder_route_column, reminder_route_fallback, reminder_run_time, reminder_status, reminder_urgent_days"),
         ("DELETE FROM wecom_settings".to_owned(), "wecom_settings: conversion_window_days cannot be deleted, the worker and reminders read it: UPDATE its value instead"),
         ("UPDATE wecom_settings SET name = 'x' WHERE name = 'reminder_status'".to_owned(), "wecom_settings: reminder_status cannot be renamed, the worker and reminders read it: UPDATE its value instead"),
     ];
@@ -104,7 +105,7 @@ async fn settings_are_checked_the_way_their_readers_use_them_and_known_ones_cann
     }
     assert_eq!(
         db.count("SELECT COUNT(*) FROM wecom_settings").await,
-        11,
+        12,
         "nothing changed"
     );
     db.exec(&set("reminder_run_time", "off")).await;

@@ -288,7 +288,7 @@ async fn a_batch_gives_its_rows_back_before_its_lease_runs_out() {
 /// The planner the worker uses, without the allowed-hosts check.
 fn plan(
     snapshot: &RobotSnapshot,
-    _url: &str,
+    _url: &wecom_outbox::wecom::robot_url::RobotUrl,
     now: chrono::DateTime<chrono::Utc>,
 ) -> wecom_outbox::rules::decide::Decision {
     decide(snapshot, now, 20)

@@ -121,6 +121,8 @@ async fn each_known_setting_is_checked_the_way_its_reader_needs_it() {
         ("reminder_route_column", "langauge", "reminder_route_column langauge is not a column of active_enrollments_needing_renewal"),
         ("reminder_route_fallback", "nobody", "reminder_route_fallback nobody is no robot or pool"),
         ("conversion_window_days", "-1", "conversion_window_days -1 is negative"),
+        ("prune_after_days", "0", "prune_after_days '0' is not a whole number of days of at least 1, such as 90 (empty = never prune)"),
+        ("prune_after_days", "90d", "prune_after_days '90d' is not a whole number of days of at least 1"),
     ] {
         let before = value(&db, name).await;
         let err = set_err(&db, name, bad).await;
@@ -144,6 +146,8 @@ async fn each_known_setting_is_checked_the_way_its_reader_needs_it() {
         ("reminder_route_fallback", "parent_group"),
         ("reminder_route_fallback", ""),
         ("conversion_window_days", "0"),
+        ("prune_after_days", "90"),
+        ("prune_after_days", ""),
     ] {
         set(&db, name, good).await;
     }
@@ -194,7 +198,10 @@ async fn an_unknown_setting_name_is_refused_naming_the_known_ones() {
         .exec_err("INSERT INTO wecom_settings (name, value) VALUES ('default_timzone', 'UTC')")
         .await;
     assert!(err.contains("unknown setting default_timzone"), "{err}");
-    assert!(err.contains("default_timezone, reminder_cadence"), "{err}");
+    assert!(
+        err.contains("default_timezone, prune_after_days, reminder_cadence"),
+        "{err}"
+    );
     let err = db
         .exec_err(
             "INSERT INTO wecom_settings (name, value) VALUES ('reminder_run_tme', '08:00')

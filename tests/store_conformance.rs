@@ -6,7 +6,9 @@
 use chrono::Utc;
 use std::time::Duration;
 use wecom_outbox::rules::decide::{decide, Decision, RobotSnapshot};
-use wecom_outbox::store::{ClaimResult, Claimed, ClaimedRobot, Finish, SentRecord, Store};
+use wecom_outbox::store::{
+    ClaimResult, Claimed, ClaimedRobot, FailedFilter, Finish, SentRecord, Store,
+};
 use wecom_outbox::testing::{MySqlTestDatabase, TestDatabase};
 
 /// A fresh, migrated database of one backend, with the few setup statements the cases need.
@@ -113,6 +115,35 @@ impl Fixture {
         }
     }
 
+    /// Rows `ids` finished `days` days earlier than they did. finished_at is the database's to
+    /// set (a trigger keeps it): the test database drops that guard first.
+    async fn age_finished(&self, ids: &[uuid::Uuid], days: i64) {
+        let list = ids
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self {
+            Fixture::Postgres(_) => {
+                self.exec("ALTER TABLE wecom_outbox DISABLE TRIGGER wecom_outbox_finished_at")
+                    .await;
+                self.exec(&format!(
+                    "UPDATE wecom_outbox SET finished_at = finished_at - interval '{days} days' WHERE id IN ({list})"
+                ))
+                .await;
+                self.exec("ALTER TABLE wecom_outbox ENABLE TRIGGER wecom_outbox_finished_at")
+                    .await;
+            }
+            Fixture::MySql(_) => {
+                self.exec("DROP TRIGGER wecom_outbox_finished_at").await;
+                self.exec(&format!(
+                    "UPDATE wecom_outbox SET finished_at = finished_at - INTERVAL {days} DAY WHERE id IN ({list})"
+                ))
+                .await;
+            }
+        }
+    }
+
     async fn status_count(&self, status: &str) -> i64 {
         match self {
             Fixture::Postgres(db) => db.status_count(status).await,
@@ -161,7 +192,11 @@ impl Fixture {
 }
 
 /// The worker's planner without its allowed-hosts check.
-fn plan(snapshot: &RobotSnapshot, _url: &str, now: chrono::DateTime<Utc>) -> Decision {
+fn plan(
+    snapshot: &RobotSnapshot,
+    _url: &wecom_outbox::wecom::robot_url::RobotUrl,
+    now: chrono::DateTime<Utc>,
+) -> Decision {
     decide(snapshot, now, 20)
 }
 
@@ -188,6 +223,174 @@ fn text(row: &Claimed) -> String {
 
 mod cases {
     use super::*;
+
+    pub async fn prune_removes_only_finished_rows_older_than_the_cutoff(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 6).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let failed = Finish::Failed {
+            errcode: Some(40058),
+            error: "bad".into(),
+        };
+        let store = f.store();
+        assert!(store.finish(&robot, &rows[0], &Finish::Sent).await.unwrap());
+        assert!(store.finish(&robot, &rows[1], &failed).await.unwrap());
+        assert!(store.finish(&robot, &rows[4], &Finish::Sent).await.unwrap());
+        store.release(&rows[3..4]).await.unwrap();
+        store.release(&rows[5..6]).await.unwrap();
+        f.exec(&format!(
+            "UPDATE wecom_outbox SET status = 'cancelled' WHERE id = '{}'",
+            rows[5].id
+        ))
+        .await;
+        // rows 0, 1 and 5 finished 10 days ago; 4 just now; 2 is sending; 3 is pending.
+        f.age_finished(&[rows[0].id, rows[1].id, rows[5].id], 10)
+            .await;
+        let cutoff = Utc::now() - chrono::Duration::days(5);
+
+        let would = store.prune_count(cutoff).await.unwrap();
+        assert_eq!((would.messages, would.log_rows), (3, 2));
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_outbox").await,
+            6,
+            "a count deletes nothing"
+        );
+
+        let first = store.prune_batch(cutoff, 2).await.unwrap();
+        assert_eq!(first.messages, 2, "at most a batch");
+        let second = store.prune_batch(cutoff, 2).await.unwrap();
+        assert_eq!(second.messages, 1);
+        assert_eq!(first.log_rows + second.log_rows, 2);
+        assert_eq!(store.prune_batch(cutoff, 2).await.unwrap().messages, 0);
+
+        assert_eq!(f.status_count("sending").await, 1);
+        assert_eq!(f.status_count("pending").await, 1);
+        assert_eq!(f.status_count("sent").await, 1, "the recent one stays");
+        assert_eq!(
+            f.status_count("failed").await + f.status_count("cancelled").await,
+            0
+        );
+        assert_eq!(
+            f.count(&format!(
+                "SELECT count(*) FROM wecom_message_log WHERE outbox_id = '{}'",
+                rows[4].id
+            ))
+            .await,
+            1,
+            "the recent row keeps its log row"
+        );
+        assert_eq!(f.count("SELECT count(*) FROM wecom_message_log").await, 1);
+    }
+
+    pub async fn retry_requeues_only_failed_rows_and_a_requeued_row_is_delivered_once(f: Fixture) {
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 3).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let failed = Finish::Failed {
+            errcode: Some(-1),
+            error: "gave up".into(),
+        };
+        let store = f.store();
+        assert!(store.finish(&robot, &rows[0], &failed).await.unwrap());
+        assert!(store.finish(&robot, &rows[1], &Finish::Sent).await.unwrap());
+        assert!(store.finish(&robot, &rows[2], &failed).await.unwrap());
+        let unknown = uuid::Uuid::new_v4();
+        let filter = FailedFilter {
+            ids: vec![rows[0].id, rows[1].id, unknown],
+            ..FailedFilter::default()
+        };
+
+        let listed = store.failed_rows(&filter).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, rows[0].id);
+        assert_eq!(listed[0].last_error.as_deref(), Some("gave up"));
+        assert!(listed[0].failed_at.is_some());
+        assert_eq!(f.status_count("failed").await, 2, "listing changes nothing");
+
+        let requeued = store.requeue_failed(&filter).await.unwrap();
+        assert_eq!(
+            requeued.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [rows[0].id]
+        );
+        let statuses = store.statuses_of(&[rows[1].id, unknown]).await.unwrap();
+        assert_eq!(statuses, [(rows[1].id, "sent".to_string())]);
+        assert_eq!(f.status_count("pending").await, 1);
+        assert_eq!(
+            f.status_count("failed").await,
+            1,
+            "the other failed row stays"
+        );
+
+        let (robot, again) = claimed(&f, robot_id).await;
+        assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[0].id]);
+        assert_eq!(again[0].attempts, 1, "a requeue starts the attempts afresh");
+        assert!(store
+            .finish(&robot, &again[0], &Finish::Sent)
+            .await
+            .unwrap());
+        assert_eq!(f.status_count("sent").await, 2);
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_message_log WHERE send_status = 'sent'")
+                .await,
+            2
+        );
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_message_log").await,
+            3,
+            "one log row each"
+        );
+        assert!(store
+            .requeue_failed(&FailedFilter {
+                destination: Some("elsewhere".into()),
+                ..FailedFilter::default()
+            })
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn the_daily_prune_runs_once_a_day_and_only_when_set(f: Fixture) {
+        use tokio_util::sync::CancellationToken;
+        use wecom_outbox::worker::prune::run_daily_once;
+        let robot_id = f
+            .robot("parent_group", None, 20, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 2).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let store = f.store();
+        assert!(store.finish(&robot, &rows[0], &Finish::Sent).await.unwrap());
+        assert!(store.finish(&robot, &rows[1], &Finish::Sent).await.unwrap());
+        f.age_finished(&[rows[0].id], 3).await;
+        let stop = CancellationToken::new();
+
+        assert_eq!(
+            run_daily_once(store, "r1", &stop).await.unwrap(),
+            None,
+            "off when empty"
+        );
+        f.exec("UPDATE wecom_settings SET value = '2' WHERE name = 'prune_after_days'")
+            .await;
+        let pruned = run_daily_once(store, "r1", &stop)
+            .await
+            .unwrap()
+            .expect("ran");
+        assert_eq!((pruned.messages, pruned.log_rows), (1, 1));
+        assert_eq!(
+            run_daily_once(store, "r2", &stop).await.unwrap(),
+            None,
+            "once a day"
+        );
+        assert_eq!(f.status_count("sent").await, 1, "the recent row stays");
+        assert_eq!(
+            f.count("SELECT count(*) FROM wecom_daily_runs WHERE job = 'prune' AND runner = 'r1' AND enqueued = 1")
+                .await,
+            1
+        );
+    }
 
     pub async fn a_claim_takes_no_more_than_the_rate_limit_allows(f: Fixture) {
         let robot = f
@@ -331,6 +534,7 @@ mod cases {
         let limited = Finish::RateLimited {
             pause: Duration::from_secs(60),
             error: "45009 api freq out of limit".into(),
+            unsent_slots: rows[1..].iter().map(|r| r.slot_id).collect(),
         };
         assert!(f.store().finish(&robot, &rows[0], &limited).await.unwrap());
         f.store().release(&rows[1..]).await.unwrap();
@@ -346,6 +550,62 @@ mod cases {
             }
             other => panic!("a paused robot waits, got {other:?}"),
         }
+    }
+
+    pub async fn a_45009_under_the_limit_learns_what_was_accepted_and_claims_hold_to_it(
+        f: Fixture,
+    ) {
+        let robot_id = f
+            .robot("parent_group", None, 10, Duration::from_secs(60))
+            .await;
+        f.enqueue("parent_group", "m", 12).await;
+        let (robot, rows) = claimed(&f, robot_id).await;
+        assert_eq!(rows.len(), 10, "the configured limit");
+        for row in &rows[..5] {
+            assert!(f.store().finish(&robot, row, &Finish::Sent).await.unwrap());
+        }
+        let limited = Finish::RateLimited {
+            pause: Duration::from_secs(60),
+            error: "45009 api freq out of limit".into(),
+            unsent_slots: rows[6..].iter().map(|r| r.slot_id).collect(),
+        };
+        assert!(f.store().finish(&robot, &rows[5], &limited).await.unwrap());
+        f.store().release(&rows[6..]).await.unwrap();
+        let learned = "SELECT count(*) FROM wecom_robot_state WHERE learned_rate_limit = 5";
+        let any = "SELECT count(*) FROM wecom_robot_state WHERE learned_rate_limit IS NOT NULL";
+        assert_eq!(
+            f.count(learned).await,
+            1,
+            "WeCom accepted 5 before its 45009"
+        );
+
+        // A window later (its sends and its pause gone), the claim takes what WeCom allows.
+        f.exec("DELETE FROM wecom_rate_slots").await;
+        f.exec("UPDATE wecom_robot_state SET paused_until = NULL")
+            .await;
+        let (_, rows) = claimed(&f, robot_id).await;
+        assert_eq!(rows.len(), 5, "the learned limit, not the configured 10");
+        f.store().release(&rows).await.unwrap();
+
+        // A 45009 before anything was accepted teaches nothing.
+        let (robot, rows) = claimed(&f, robot_id).await;
+        let limited = Finish::RateLimited {
+            pause: Duration::from_secs(1),
+            error: "45009 api freq out of limit".into(),
+            unsent_slots: rows[1..].iter().map(|r| r.slot_id).collect(),
+        };
+        f.exec("DELETE FROM wecom_rate_slots").await;
+        assert!(f.store().finish(&robot, &rows[0], &limited).await.unwrap());
+        f.store().release(&rows[1..]).await.unwrap();
+        assert_eq!(
+            f.count(learned).await,
+            1,
+            "nothing accepted: nothing new learned"
+        );
+
+        // The operator changes the configured limit: what was learned is forgotten.
+        f.exec("UPDATE wecom_webhooks SET rate_limit = 12").await;
+        assert_eq!(f.count(any).await, 0, "reset by a new rate_limit");
     }
 
     pub async fn a_gone_robot_is_disabled_and_its_row_waits_for_the_pool(f: Fixture) {
@@ -634,6 +894,7 @@ macro_rules! every_case {
                 a_failed_row_gets_its_status_and_one_log_row_with_the_error,
                 a_retry_uses_the_attempt_and_waits_on_the_database_clock,
                 rate_limited_pauses_the_robot_and_gives_the_attempt_back,
+                a_45009_under_the_limit_learns_what_was_accepted_and_claims_hold_to_it,
                 a_gone_robot_is_disabled_and_its_row_waits_for_the_pool,
                 released_rows_and_their_slots_go_back,
                 housekeeping_rescues_lost_leases_and_expires_old_rows,
@@ -644,6 +905,9 @@ macro_rules! every_case {
                 send_test_reserves_a_slot_and_logs_its_send,
                 the_reports_show_each_destination_and_robot,
                 the_daily_run_is_off_without_the_schools_view,
+                prune_removes_only_finished_rows_older_than_the_cutoff,
+                retry_requeues_only_failed_rows_and_a_requeued_row_is_delivered_once,
+                the_daily_prune_runs_once_a_day_and_only_when_set,
             ]
         );
     };

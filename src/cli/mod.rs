@@ -10,6 +10,8 @@ mod enqueue_reminders;
 mod fake_wecom;
 mod migrate;
 mod preview;
+mod prune;
+mod retry;
 mod run;
 mod send_test;
 mod status;
@@ -84,6 +86,8 @@ enum Command {
     Preview(preview::Args),
     SendTest(send_test::Args),
     Status(status::Args),
+    Prune(prune::Args),
+    Retry(retry::Args),
     #[cfg(feature = "fake-wecom")]
     FakeWecom(fake_wecom::Args),
     #[cfg(feature = "fake-wecom")]
@@ -118,6 +122,8 @@ pub fn main() -> ExitCode {
             Command::Preview(args) => preview::run(args).await,
             Command::SendTest(args) => send_test::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Prune(args) => prune::run(args).await,
+            Command::Retry(args) => retry::run(args).await,
             #[cfg(feature = "fake-wecom")]
             Command::FakeWecom(args) => fake_wecom::run(args).await,
             #[cfg(feature = "fake-wecom")]

@@ -1,10 +1,12 @@
 //! `run`: one worker replica, until SIGTERM or Ctrl-C.
 
+use crate::metrics::{gauges, health::Health, server as metrics_server, Metrics};
 use crate::rules::retry::RetryPolicy;
 use crate::store::Store;
 use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
 use crate::worker::{self, WorkerConfig};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +53,10 @@ pub struct Args {
     /// Database connections this replica may open.
     #[arg(long, value_name = "N", default_value_t = 10)]
     max_connections: u32,
+    /// Serve GET /metrics (Prometheus) and GET /healthz on this IP:PORT, e.g. 127.0.0.1:9464
+    /// (port 0: any free port, logged at start). Off when not given.
+    #[arg(long, value_name = "IP:PORT", env = "WECOM_METRICS_ADDR", value_parser = crate::metrics::server::parse_addr)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -62,6 +68,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         humantime::format_duration(MIN_LEASE)
     );
     let store = Store::connect_lazy(args.db.url()?, args.max_connections)?;
+    // Before the worker starts: a bad address stops `run` here, with nothing claimed.
+    let listener = match args.metrics_addr {
+        Some(addr) => Some(metrics_server::bind(addr).await?),
+        None => None,
+    };
     if let Err(e) = store.check_schema().await {
         // A missing schema is fatal; an unreachable database is waited for by the loop.
         if !e.is_transient() {
@@ -69,6 +80,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         tracing::warn!(error = %e, "database not reachable yet; waiting for it");
     }
+    let shutdown = CancellationToken::new();
+    let metrics = match listener {
+        Some(listener) => serve_metrics(listener, &store, args.db.url()?, &shutdown)?,
+        None => Metrics::off(),
+    };
     let config = WorkerConfig {
         worker_id: args.worker_id.unwrap_or_else(worker::default_worker_id),
         retry: RetryPolicy {
@@ -82,10 +98,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.max(1),
         shutdown_grace: args.shutdown_grace,
         allowed_hosts,
+        metrics,
         ..WorkerConfig::default()
     };
     let client = WeComClient::new(args.http_timeout)?;
-    let shutdown = CancellationToken::new();
     tokio::spawn(super::cancel_on_signal(shutdown.clone()));
     worker::run(store, client, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
@@ -93,3 +109,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The shortest lease `run` accepts.
 const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// Starts serving `/metrics` and `/healthz` on `listener` and refreshing the database gauges,
+/// both until `shutdown`; returns the metrics the worker records into.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    store: &Store,
+    database_url: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Metrics> {
+    let addr = listener.local_addr()?;
+    let metrics = Metrics::prometheus();
+    let health = Health::new(store.clone(), database_url);
+    tokio::spawn(metrics_server::serve(
+        listener,
+        metrics.clone(),
+        health,
+        shutdown.clone(),
+    ));
+    tokio::spawn(gauges::refresh_every(
+        store.clone(),
+        metrics.clone(),
+        gauges::DEFAULT_EVERY,
+        shutdown.clone(),
+    ));
+    tracing::info!("serving /metrics and /healthz on http://{addr}");
+    Ok(metrics)
+}

@@ -3,9 +3,8 @@
 
 use crate::rules::outcome::{classify, Outcome};
 use crate::store::Store;
-use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
+use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
-use crate::wecom::redact::redact_url;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let name = &robot.webhook_name;
     anyhow::ensure!(
-        robot.webhook_url != PLACEHOLDER_URL,
+        !robot.webhook_url.is_placeholder(),
         "robot {name} still has the placeholder URL: UPDATE wecom_webhooks SET webhook_url = '…' WHERE webhook_name = '{name}'"
     );
     anyhow::ensure!(
@@ -57,11 +56,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         robot.disabled_reason.as_deref().unwrap_or("by an operator")
     );
     allowed
-        .check(&robot.webhook_url)
+        .check(robot.webhook_url.expose_secret())
         .map_err(|why| anyhow::anyhow!("robot {name} cannot be called: {why}"))?;
     let slot = match store
         .reserve_one(robot.id, |snapshot, now| {
-            let rate = snapshot.rate().map_err(|_| now)?;
+            let rate = snapshot.rate_at(now).map_err(|_| now)?;
             let budget = rate.budget(now, &snapshot.recent_sends);
             if budget.available > 0 {
                 Ok(())
@@ -81,7 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     crate::outln!(
         "sending to robot {name} ({}) …",
-        redact_url(&robot.webhook_url)
+        robot.webhook_url.redacted()
     )?;
     let reply = WeComClient::new(args.http_timeout)?
         .send(&robot.webhook_url, &body)

@@ -4,8 +4,8 @@
 use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::store::Store;
 use crate::store::{DestinationCounts, RobotReport};
-use crate::wecom::allowed_hosts::{AllowedHosts, PLACEHOLDER_URL};
-use crate::wecom::redact::{redact, redact_url};
+use crate::wecom::allowed_hosts::AllowedHosts;
+use crate::wecom::redact::redact;
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -56,6 +56,9 @@ pub struct RobotStatus {
     pub problem: Option<String>,
     pub rate_limit: i32,
     pub rate_window_secs: f64,
+    /// The lower limit WeCom was seen to allow (learned from its 45009), in force now in place
+    /// of `rate_limit`; `null` when none (see `rules::rate_limit`).
+    pub learned_rate_limit: Option<u32>,
     pub budget_left: u32,
     /// When it can send next: now, or when its window opens / budget frees / pause ends.
     pub next_send_at: Option<DateTime<Utc>>,
@@ -120,20 +123,25 @@ pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Sta
 fn robot_status(r: &RobotReport, allowed: &AllowedHosts) -> RobotStatus {
     let snapshot = r.snapshot();
     let budget_left = snapshot
-        .rate()
+        .rate_at(r.now)
         .map(|rate| rate.budget(r.now, &r.recent_sends).available)
         .unwrap_or(0);
+    let learned_rate_limit = snapshot
+        .rate()
+        .ok()
+        .and_then(|rate| rate.learned_limit(snapshot.learned, r.now));
     let (problem, next_send_at) = match why_not(r, &snapshot, allowed) {
         Some(problem) => (Some(problem), None),
         None => (None, next_send(&snapshot, r.now)),
     };
     RobotStatus {
         name: r.webhook_name.clone(),
-        url: redact_url(&r.webhook_url),
+        url: r.webhook_url.redacted(),
         enabled: r.is_active,
         problem,
         rate_limit: r.settings.rate_limit,
         rate_window_secs: r.settings.rate_window.as_secs_f64(),
+        learned_rate_limit,
         budget_left,
         next_send_at,
         send_window: Some(describe_window(r)),
@@ -151,14 +159,14 @@ fn why_not(r: &RobotReport, snapshot: &RobotSnapshot, allowed: &AllowedHosts) ->
     if let Some(why) = &r.unreadable {
         return Some(format!("skipped: {why}"));
     }
-    if r.webhook_url == PLACEHOLDER_URL {
+    if r.webhook_url.is_placeholder() {
         return Some("placeholder URL: not a robot yet".into());
     }
     if !r.is_active {
         let why = r.disabled_reason.as_deref().unwrap_or("by an operator");
         return Some(format!("disabled: {why}"));
     }
-    if let Err(why) = allowed.check(&r.webhook_url) {
+    if let Err(why) = allowed.check(r.webhook_url.expose_secret()) {
         return Some(format!(
             "not served by replicas with this WECOM_ALLOWED_HOSTS: {why}"
         ));
@@ -243,15 +251,20 @@ pub fn render(status: &Status) -> String {
                 (None, Some(at)) => format!("next send at {at}"),
                 (None, None) => "idle".into(),
             };
+            let learned = match r.learned_rate_limit {
+                Some(n) => format!(" (learned {n}/{}s: WeCom allows fewer)", r.rate_window_secs),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  robot {} [{}] {}: budget {}/{} per {}s, window {}, sent {} in total",
+                "  robot {} [{}] {}: budget {}/{} per {}s{}, window {}, sent {} in total",
                 r.name,
                 if r.enabled { "enabled" } else { "DISABLED" },
                 state,
                 r.budget_left,
                 r.rate_limit,
                 r.rate_window_secs,
+                learned,
                 r.send_window.as_deref().unwrap_or("?"),
                 r.total_messages_sent
             );

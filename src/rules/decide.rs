@@ -2,7 +2,7 @@
 //! The store hands over a robot's configuration and recent sends inside the claim transaction;
 //! the answer says how many messages to claim and when to look at the robot again.
 
-use super::rate_limit::RateLimit;
+use super::rate_limit::{Learned, RateLimit};
 use super::send_window::SendWindow;
 use crate::rules::ConfigError;
 use chrono::{DateTime, NaiveTime, Utc};
@@ -31,6 +31,9 @@ pub struct RobotSnapshot {
     /// `wecom_settings.default_timezone`.
     pub default_timezone: String,
     pub paused_until: Option<DateTime<Utc>>,
+    /// What the worker learned of WeCom's real limit for it, if anything (see
+    /// [`crate::rules::rate_limit`]).
+    pub learned: Option<Learned>,
     /// When its recent sends happened (reserved, or answered once WeCom answered).
     pub recent_sends: Vec<DateTime<Utc>>,
 }
@@ -69,6 +72,12 @@ impl RobotSnapshot {
         RateLimit::from_config(self.settings.rate_limit, self.settings.rate_window)
     }
 
+    /// The limit in force at `now`: the configured one, lowered to what WeCom was seen to
+    /// accept while that is still in force. Everything that plans sends uses this one.
+    pub fn rate_at(&self, now: DateTime<Utc>) -> Result<RateLimit, ConfigError> {
+        Ok(self.rate()?.with_learned(self.learned, now))
+    }
+
     /// The robot's send window in its zone, or why its row cannot give one (a window that
     /// starts when it ends, an empty `send_days`, a zone that is not an IANA name — its own
     /// or the deployment's default): the worker skips the robot with this reason.
@@ -86,7 +95,7 @@ impl RobotSnapshot {
 
 /// Decide for one robot at `now`, claiming at most `max_batch` messages at a time.
 pub fn decide(robot: &RobotSnapshot, now: DateTime<Utc>, max_batch: u32) -> Decision {
-    let (rate, window) = match (robot.rate(), robot.send_window()) {
+    let (rate, window) = match (robot.rate_at(now), robot.send_window()) {
         (Ok(rate), Ok(window)) => (rate, window),
         (Err(reason), _) | (_, Err(reason)) => {
             return Decision::Unusable {
@@ -150,8 +159,24 @@ mod tests {
             },
             default_timezone: "Asia/Hong_Kong".into(),
             paused_until: None,
+            learned: None,
             recent_sends: vec![],
         }
+    }
+
+    #[test]
+    fn a_learned_limit_caps_the_batch_and_the_budget() {
+        let mut r = robot();
+        r.learned = Some(Learned {
+            limit: 5,
+            at: at(9, 59),
+        });
+        assert!(matches!(
+            decide(&r, at(10, 0), 20),
+            Decision::Claim { take: 5, .. }
+        ));
+        r.recent_sends = vec![at(10, 0); 5];
+        assert!(matches!(decide(&r, at(10, 0), 20), Decision::Wait { .. }));
     }
 
     #[test]

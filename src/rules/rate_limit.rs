@@ -5,6 +5,28 @@
 //! moves the record to when WeCom answered, which is never earlier than the arrival. A small
 //! guard on top of the window absorbs the rest (clock granularity, the stand-in's strict `<`),
 //! so a server that counts arrivals exactly never has to answer 45009.
+//!
+//! ## When WeCom is stricter than configured: the learned limit
+//!
+//! WeCom's real limit is undocumented in shape and may change, so the configured limit can be
+//! more than WeCom allows. Sending at the configured limit would then burst, get 45009, pause a
+//! window and burst again. Instead the worker learns (AIMD-like):
+//! - **Decrease at once.** A 45009 answered after `n` sends in the last window, with
+//!   `1 ≤ n < limit`, means WeCom allows about `n`: the robot's learned limit becomes `n`
+//!   ([`RateLimit::learn_from_45009`]). A 45009 after no accepted send (a block still running)
+//!   or at the configured limit teaches nothing; the pause alone handles it.
+//! - **Increase slowly.** The learned limit grows by one per [`PROBE_AFTER_WINDOWS`] windows
+//!   since it was learned, back up to the configured limit, where it is forgotten
+//!   ([`RateLimit::learned_limit`]). A limit WeCom relaxed, or a 45009 that was transient, is
+//!   recovered; one that still holds costs one 45009 per probe, which learns it again.
+//! - **In force:** the rule plans with `min(configured, learned)` ([`RateLimit::with_learned`]).
+//!   The learned value and when it was learned are stored per robot in `wecom_robot_state`
+//!   (`learned_rate_limit`, `learned_at`) and read by the claim in the same snapshot as the
+//!   budget, so every replica holds to the same limit.
+//! - **Any cause.** A 45009 caused by another sender sharing the robot's key looks the same:
+//!   the worker learns the share it actually gets, and probes back up when the other stops.
+//! - **Reset.** Changing the robot's `rate_limit` or `rate_window` forgets what was learned
+//!   (a trigger clears it); `status` shows the configured and the learned limit.
 
 use crate::rules::ConfigError;
 use chrono::{DateTime, Utc};
@@ -25,6 +47,18 @@ pub struct Budget {
     /// When one more send frees up, if none is available now.
     pub next_free_at: Option<DateTime<Utc>>,
 }
+
+/// What the worker learned of WeCom's real limit for one robot (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learned {
+    /// Sends WeCom accepted in the window before its 45009.
+    pub limit: u32,
+    /// When it was learned (the 45009's time on the database's clock).
+    pub at: DateTime<Utc>,
+}
+
+/// How many windows without a new 45009 raise the learned limit by one.
+pub const PROBE_AFTER_WINDOWS: u32 = 10;
 
 /// The longest `rate_window` the rules plan with; the schema refuses longer ones when they
 /// are written (`wecom_rate_window_problem`).
@@ -51,6 +85,36 @@ impl RateLimit {
             )));
         }
         Ok(RateLimit { limit, window })
+    }
+
+    /// The learned limit still in force at `now`: `learned` grown by one per
+    /// [`PROBE_AFTER_WINDOWS`] windows since it was learned; `None` when nothing was learned
+    /// or it has grown back to the configured limit.
+    pub fn learned_limit(&self, learned: Option<Learned>, now: DateTime<Utc>) -> Option<u32> {
+        let learned = learned?;
+        let probe = self
+            .window
+            .saturating_mul(PROBE_AFTER_WINDOWS)
+            .as_nanos()
+            .max(1);
+        let since = (now - learned.at).to_std().unwrap_or(Duration::ZERO);
+        let grown = u128::from(learned.limit.max(1)) + since.as_nanos() / probe;
+        (grown < u128::from(self.limit)).then_some(grown as u32)
+    }
+
+    /// This limit lowered to what was learned and is still in force at `now`.
+    pub fn with_learned(self, learned: Option<Learned>, now: DateTime<Utc>) -> RateLimit {
+        match self.learned_limit(learned, now) {
+            Some(limit) => RateLimit { limit, ..self },
+            None => self,
+        }
+    }
+
+    /// The limit to learn from a 45009 that WeCom answered after `accepted` sends in the last
+    /// window, or `None` when it teaches nothing (no send accepted: a block still running;
+    /// the configured limit reached: the worker's own overshoot, not WeCom's stricter limit).
+    pub fn learn_from_45009(&self, accepted: u32) -> Option<u32> {
+        (1..self.limit).contains(&accepted).then_some(accepted)
     }
 
     /// The margin added to the window: 0.2 % of it, at least 10 ms. Sends are counted from
@@ -273,6 +337,70 @@ mod tests {
             let spent = rate.next_free_after(t(0), &[t(-1)], b.available);
             assert!(spent.is_some_and(|at| at > t(0)), "{n} per {window:?}");
         }
+    }
+
+    fn learned(n: u32, at_ms: i64) -> Option<Learned> {
+        Some(Learned {
+            limit: n,
+            at: t(at_ms),
+        })
+    }
+
+    #[test]
+    fn a_45009_under_the_configured_limit_learns_what_was_accepted() {
+        assert_eq!(limit(10, 2).learn_from_45009(5), Some(5));
+        assert_eq!(limit(10, 2).learn_from_45009(1), Some(1));
+    }
+
+    #[test]
+    fn a_45009_after_nothing_accepted_or_at_the_configured_limit_teaches_nothing() {
+        assert_eq!(limit(10, 2).learn_from_45009(0), None);
+        assert_eq!(limit(10, 2).learn_from_45009(10), None);
+        assert_eq!(limit(10, 2).learn_from_45009(12), None);
+    }
+
+    #[test]
+    fn the_learned_limit_is_in_force_instead_of_the_configured_one() {
+        let l = limit(10, 2).with_learned(learned(5, 0), t(1_000));
+        assert_eq!(l, limit(5, 2));
+        let sends = [t(0); 5];
+        assert_eq!(l.budget(t(1_000), &sends).available, 0);
+        assert_eq!(limit(10, 2).budget(t(1_000), &sends).available, 5);
+    }
+
+    #[test]
+    fn nothing_learned_leaves_the_configured_limit() {
+        assert_eq!(limit(10, 2).with_learned(None, t(0)), limit(10, 2));
+        assert_eq!(limit(10, 2).learned_limit(None, t(0)), None);
+    }
+
+    #[test]
+    fn the_learned_limit_grows_by_one_every_probe_period_without_45009() {
+        let l = limit(10, 2);
+        let period = 2_000 * i64::from(PROBE_AFTER_WINDOWS);
+        assert_eq!(l.learned_limit(learned(5, 0), t(period - 1)), Some(5));
+        assert_eq!(l.learned_limit(learned(5, 0), t(period)), Some(6));
+        assert_eq!(l.learned_limit(learned(5, 0), t(4 * period)), Some(9));
+    }
+
+    #[test]
+    fn a_learned_limit_grown_back_to_the_configured_one_is_forgotten() {
+        let l = limit(10, 2);
+        let period = 2_000 * i64::from(PROBE_AFTER_WINDOWS);
+        assert_eq!(l.learned_limit(learned(5, 0), t(5 * period)), None);
+        assert_eq!(l.with_learned(learned(5, 0), t(500 * period)), l);
+        assert_eq!(
+            l.learned_limit(learned(12, 0), t(0)),
+            None,
+            "above configured"
+        );
+    }
+
+    #[test]
+    fn a_learned_limit_from_the_future_or_of_zero_still_sends() {
+        let l = limit(10, 2);
+        assert_eq!(l.learned_limit(learned(5, 9_000), t(0)), Some(5));
+        assert_eq!(l.learned_limit(learned(0, 0), t(0)), Some(1));
     }
 
     #[test]

@@ -6,11 +6,12 @@
 use super::mysql::{self, MySqlStore};
 use super::postgres::{self, PgStore};
 use super::{
-    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, Finish, HousekeepingRun, NamedRobot,
-    Result, RobotReport, SentRecord, StoreError,
+    ClaimResult, Claimed, ClaimedRobot, DestinationCounts, FailedFilter, FailedRow, Finish,
+    HousekeepingRun, NamedRobot, Pruned, Result, RobotReport, SentRecord, StoreError,
 };
 use crate::reminders::{DayPlan, EnqueueReport};
 use crate::rules::decide::RobotSnapshot;
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Duration;
 use uuid::Uuid;
@@ -100,6 +101,11 @@ impl Store {
         on_backend!(self, s => s.check_schema())
     }
 
+    /// One cheap round trip (`SELECT 1`): whether this replica can reach its database now.
+    pub async fn ping(&self) -> Result<()> {
+        on_backend!(self, s => s.ping())
+    }
+
     /// A source of "something may have changed" signals for the worker's loop.
     pub async fn wakeups(&self) -> Result<Wakeups> {
         match self {
@@ -123,7 +129,7 @@ impl Store {
         excluded: &[i32],
         worker_id: &str,
         lease: Duration,
-        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> crate::rules::decide::Decision,
+        plan: impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> crate::rules::decide::Decision,
     ) -> Result<Option<(i32, ClaimResult)>> {
         on_backend!(self, s => s.claim_for_destination(destination, excluded, worker_id, lease, plan))
     }
@@ -139,7 +145,7 @@ impl Store {
         robot_id: i32,
         worker_id: &str,
         lease: Duration,
-        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> crate::rules::decide::Decision,
+        plan: impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> crate::rules::decide::Decision,
     ) -> Result<ClaimResult> {
         on_backend!(self, s => s.claim(robot_id, worker_id, lease, plan))
     }
@@ -265,6 +271,55 @@ impl Store {
     /// has them (`None` otherwise); how many were enqueued.
     pub async fn run_daily_reminders(&self, runner: &str) -> Result<Option<i32>> {
         on_backend!(self, s => s.run_daily_reminders(runner))
+    }
+
+    /// Delete one batch (at most `limit`) of finished rows (sent, failed, cancelled, expired)
+    /// whose `finished_at` is before `cutoff`, oldest first, with their log rows, in one short
+    /// transaction; rows another transaction holds are left for the next batch.
+    pub async fn prune_batch(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<Pruned> {
+        on_backend!(self, s => s.prune_batch(cutoff, limit))
+    }
+
+    /// What pruning everything finished before `cutoff` would delete (`prune --dry-run`).
+    pub async fn prune_count(&self, cutoff: DateTime<Utc>) -> Result<Pruned> {
+        on_backend!(self, s => s.prune_count(cutoff))
+    }
+
+    /// The `failed` rows `filter` matches, oldest failure first (`retry --dry-run`).
+    pub async fn failed_rows(&self, filter: &FailedFilter) -> Result<Vec<FailedRow>> {
+        on_backend!(self, s => s.failed_rows(filter))
+    }
+
+    /// Requeue the `failed` rows `filter` matches the way a person does (attempts afresh),
+    /// in one transaction; returns them as they were.
+    pub async fn requeue_failed(&self, filter: &FailedFilter) -> Result<Vec<FailedRow>> {
+        on_backend!(self, s => s.requeue_failed(filter))
+    }
+
+    /// The status of each of `ids` that exists (for saying why an id was not requeued).
+    pub async fn statuses_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+        on_backend!(self, s => s.statuses_of(ids))
+    }
+
+    /// The `prune_after_days` setting as stored (`None`: no such row).
+    pub async fn prune_setting(&self) -> Result<Option<String>> {
+        on_backend!(self, s => s.prune_setting())
+    }
+
+    /// Claim today's (UTC) daily prune for `runner`: `true` for exactly one caller a day,
+    /// across all replicas.
+    pub async fn claim_daily_prune(&self, runner: &str) -> Result<bool> {
+        on_backend!(self, s => s.claim_daily_prune(runner))
+    }
+
+    /// Record how today's daily prune ended (`wecom_daily_runs`, job `prune`).
+    pub async fn finish_daily_prune(
+        &self,
+        runner: &str,
+        messages: u64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        on_backend!(self, s => s.finish_daily_prune(runner, messages, error))
     }
 }
 

@@ -8,13 +8,16 @@ mod interface;
 pub mod mysql;
 pub mod postgres;
 mod report;
+mod retention;
 
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use interface::{Store, Wake, Wakeups};
 pub use report::{DestinationCounts, NamedRobot, RobotReport};
+pub use retention::{FailedFilter, FailedRow, Pruned, FINISHED};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.
 #[derive(Debug, Clone)]
@@ -22,8 +25,10 @@ pub struct ClaimedRobot {
     pub id: i32,
     pub name: String,
     pub destination: String,
-    /// Contains the key: never log it, never show it.
-    pub url: String,
+    /// Prints redacted; the key only through `expose_secret`.
+    pub url: RobotUrl,
+    /// The configured limit (`wecom_webhooks.rate_limit`) and window, for learning from 45009.
+    pub rate_limit: i32,
     pub rate_window: std::time::Duration,
     pub consecutive_45009: i32,
     /// Set when the claim took all the rules allowed: more rows may be waiting, and this is
@@ -96,6 +101,18 @@ impl SentRecord {
     }
 }
 
+/// The learned limit as stored in `wecom_robot_state` (`learned_rate_limit`, `learned_at`),
+/// for the rules; both or nothing.
+pub(crate) fn learned(
+    limit: Option<i32>,
+    at: Option<DateTime<Utc>>,
+) -> Option<crate::rules::rate_limit::Learned> {
+    Some(crate::rules::rate_limit::Learned {
+        limit: u32::try_from(limit?).ok()?,
+        at: at?,
+    })
+}
+
 /// How one send ended, as the store records it. Delays are durations from the database's
 /// clock (the one clock every replica shares), never instants from the worker's.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,10 +127,15 @@ pub enum Finish {
         errcode: Option<i64>,
         error: String,
     },
-    /// 45009: back to `pending` without using an attempt; the robot pauses for `pause`.
+    /// 45009: back to `pending` without using an attempt; the robot pauses for `pause`, and
+    /// learns WeCom's real limit from the sends in its last window
+    /// ([`crate::rules::rate_limit::RateLimit::learn_from_45009`]).
     RateLimited {
         pause: std::time::Duration,
         error: String,
+        /// Slots of the batch's rows that were reserved but will not be sent (they go back):
+        /// not counted as sends WeCom accepted.
+        unsent_slots: Vec<i64>,
     },
     /// The robot is unusable: disable it with `reason`; the row goes back to `pending` for the
     /// rest of its pool without using an attempt.

@@ -2,6 +2,7 @@
 //! and the robot `send-test` names. Each backend decodes its rows into these.
 
 use crate::rules::decide::{RobotSettings, RobotSnapshot};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ pub struct DestinationCounts {
 pub struct RobotReport {
     pub webhook_name: String,
     pub destination: String,
-    pub webhook_url: String,
+    pub webhook_url: RobotUrl,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
     /// `send_days` is `None` also when the stored array cannot be a list of days (see
@@ -41,6 +42,9 @@ pub struct RobotReport {
     pub last_errcode: Option<i32>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// What the worker learned of WeCom's real limit, and when (see `rules::rate_limit`).
+    pub learned_rate_limit: Option<i32>,
+    pub learned_at: Option<DateTime<Utc>>,
     pub total_messages_sent: i64,
     pub last_used_at: Option<DateTime<Utc>>,
     pub recent_sends: Vec<DateTime<Utc>>,
@@ -54,6 +58,7 @@ impl RobotReport {
             settings: self.settings.clone(),
             default_timezone: self.default_timezone.clone(),
             paused_until: self.paused_until,
+            learned: super::learned(self.learned_rate_limit, self.learned_at),
             recent_sends: self.recent_sends.clone(),
         }
     }
@@ -66,7 +71,7 @@ pub struct NamedRobot {
     pub webhook_name: String,
     pub destination: String,
     /// Contains the key: never print it unredacted.
-    pub webhook_url: String,
+    pub webhook_url: RobotUrl,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
 }

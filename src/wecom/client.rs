@@ -2,6 +2,7 @@
 //! Used by the worker and by `send-test`, so a manual test exercises the real path.
 
 use super::redact::redact;
+use super::robot_url::RobotUrl;
 use crate::rules::outcome::Reply;
 use serde::Deserialize;
 use std::time::Duration;
@@ -40,17 +41,22 @@ impl WeComClient {
 
     /// POST `body` to the robot at `url`. Never fails: every way it can go wrong is a [`Reply`],
     /// and no reply ever contains the key.
-    pub async fn send(&self, url: &str, body: &serde_json::Value) -> Reply {
+    pub async fn send(&self, url: &RobotUrl, body: &serde_json::Value) -> Reply {
         self.send_within(url, body, self.timeout).await
     }
 
     /// [`send`](Self::send), giving up after `limit` if that is sooner than the client's own
     /// timeout: the worker never lets a request outlive the lease on its row.
     #[tracing::instrument(name = "wecom.send", skip_all)]
-    pub async fn send_within(&self, url: &str, body: &serde_json::Value, limit: Duration) -> Reply {
+    pub async fn send_within(
+        &self,
+        url: &RobotUrl,
+        body: &serde_json::Value,
+        limit: Duration,
+    ) -> Reply {
         let request = self
             .http
-            .post(url)
+            .post(url.expose_secret())
             .json(body)
             .timeout(limit.min(self.timeout));
         let response = match request.send().await {

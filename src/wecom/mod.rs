@@ -5,3 +5,4 @@ pub mod allowed_hosts;
 pub mod client;
 pub mod message;
 pub mod redact;
+pub mod robot_url;

@@ -1,9 +1,11 @@
 //! The worker loop: wake, find robots with work, claim, send, record, sleep until the next
 //! thing can happen. Replicas share nothing but the database.
 
+pub mod prune;
 mod recorder;
 mod robot;
 
+use crate::metrics::Metrics;
 use crate::rules::retry::RetryPolicy;
 use crate::store::{Store, StoreError, Wake, Wakeups};
 use crate::wecom::allowed_hosts::AllowedHosts;
@@ -35,6 +37,8 @@ pub struct WorkerConfig {
     /// The longest sleep without a reason (NOTIFYs can be lost while reconnecting).
     pub max_idle: Duration,
     pub allowed_hosts: AllowedHosts,
+    /// Where this replica counts its sends (off unless `run --metrics-addr`).
+    pub metrics: Metrics,
 }
 
 impl Default for WorkerConfig {
@@ -48,6 +52,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(15),
             max_idle: Duration::from_secs(30),
             allowed_hosts: AllowedHosts::default(),
+            metrics: Metrics::off(),
         }
     }
 }
@@ -97,12 +102,19 @@ pub async fn run(
         abandon,
     });
     tracing::info!(worker_id = %worker.config.worker_id, "worker started");
+    // Its own task, batch by batch: pruning never delays a claim or a send.
+    let pruning = tokio::spawn(prune::daily(
+        worker.store.clone(),
+        worker.config.worker_id.clone(),
+        worker.shutdown.clone(),
+    ));
     let mut state = LoopState::default();
     while !worker.shutdown.is_cancelled() {
         let wake_at = worker.tick(&mut state).await;
         worker.wait(&mut state, wake_at).await;
     }
     worker.drain(&mut state.tasks).await;
+    let _ = pruning.await;
     let _ = worker
         .store
         .forget_replica_notes(&worker.config.worker_id)
@@ -231,6 +243,7 @@ impl Worker {
         let every = (self.config.lease / 4).min(HOUSEKEEPING_EVERY);
         let mut next = Instant::now() + every;
         if let Some(run) = self.store.housekeeping_turn().await? {
+            self.config.metrics.housekeeping(run.expired, run.rescued);
             if run.expired + run.rescued as u64 > 0 {
                 tracing::info!(expired = run.expired, rescued = run.rescued, "housekeeping");
             }

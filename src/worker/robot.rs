@@ -6,6 +6,7 @@ use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::rules::outcome::{classify, Outcome, Reply};
 use crate::rules::retry::pause_after_rate_limited;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot, Finish, SentRecord};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +58,9 @@ impl Report {
 /// Claim a batch for `target` (leaving out the robots in `excluded`) and send it.
 #[tracing::instrument(name = "robot", skip(worker, excluded))]
 pub(super) async fn serve(worker: Arc<Worker>, target: Target, excluded: Vec<i32>) -> Report {
-    let plan =
-        |snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>| worker.plan(snapshot, url, now);
+    let plan = |snapshot: &RobotSnapshot, url: &RobotUrl, now: DateTime<Utc>| {
+        worker.plan(snapshot, url, now)
+    };
     let (id, lease) = (&worker.config.worker_id, worker.config.lease);
     // The lease is counted from before the claim, so this replica's idea of when it ends is
     // never later than the database's.
@@ -123,8 +125,8 @@ pub(super) async fn serve(worker: Arc<Worker>, target: Target, excluded: Vec<i32
 impl Worker {
     /// The rules' decision, with this replica's allowed-hosts check first: a robot whose URL
     /// points elsewhere is never called by this replica, and nothing shared changes for it.
-    fn plan(&self, snapshot: &RobotSnapshot, url: &str, now: DateTime<Utc>) -> Decision {
-        if let Err(reason) = self.config.allowed_hosts.check(url) {
+    fn plan(&self, snapshot: &RobotSnapshot, url: &RobotUrl, now: DateTime<Utc>) -> Decision {
+        if let Err(reason) = self.config.allowed_hosts.check(url.expose_secret()) {
             return Decision::Skip { reason: reason.0 };
         }
         decide(snapshot, now, self.config.batch_size)
@@ -155,6 +157,7 @@ impl Worker {
                 again.push((Utc::now(), destination()));
                 return;
             };
+            let started = Instant::now();
             let reply = tokio::select! {
                 reply = self.client.send_within(&robot.url, &row.payload, limit) => reply,
                 _ = self.abandon.cancelled() => {
@@ -164,8 +167,11 @@ impl Worker {
                 }
             };
             let outcome = classify(&reply);
-            let finish = self.finish_for(robot, &row, &reply, outcome);
+            let finish = self.finish_for(robot, &row, rows.as_slice(), &reply, outcome);
             log_outcome(robot, &row, &reply, &finish);
+            self.config
+                .metrics
+                .send_finished(robot, &finish, started.elapsed());
             let recorded = self.record(robot, &row, &finish, lease_end).await;
             again.extend(look_again(robot, &finish));
             if !recorded || matches!(outcome, Outcome::RateLimited | Outcome::RobotGone) {
@@ -176,11 +182,12 @@ impl Worker {
         }
     }
 
-    /// What the store should record for this reply.
+    /// What the store should record for this reply; `unsent` are the batch's rows after it.
     fn finish_for(
         &self,
         robot: &ClaimedRobot,
         row: &Claimed,
+        unsent: &[Claimed],
         reply: &Reply,
         outcome: Outcome,
     ) -> Finish {
@@ -206,7 +213,12 @@ impl Worker {
                     robot.rate_window,
                     robot.consecutive_45009.max(0) as u32 + 1,
                 );
-                Finish::RateLimited { pause, error }
+                let unsent_slots = unsent.iter().map(|r| r.slot_id).collect();
+                Finish::RateLimited {
+                    pause,
+                    error,
+                    unsent_slots,
+                }
             }
             Outcome::RobotGone => Finish::RobotGone {
                 errcode,

@@ -5,8 +5,10 @@
 
 use super::{marks, micros, retrying, uuid_of, MySqlStore};
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
-use crate::store::NamedRobot;
+use crate::rules::rate_limit::Learned;
+use crate::store::{learned, NamedRobot};
 use crate::store::{ClaimResult, Claimed, ClaimedRobot};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{FromRow, MySql, Row, Transaction};
@@ -79,7 +81,7 @@ SELECT w.id, w.webhook_name, w.destination, w.webhook_url,
        CAST(w.send_days AS CHAR) AS send_days, CAST(w.timezone AS CHAR) AS timezone,
        COALESCE((SELECT value FROM wecom_settings WHERE name = 'default_timezone'), 'UTC')
            AS default_timezone,
-       s.paused_until, s.consecutive_45009,
+       s.paused_until, s.consecutive_45009, s.learned_rate_limit, s.learned_at,
        UTC_TIMESTAMP(6) AS now
 FROM wecom_robot_state s
 JOIN wecom_webhooks w ON w.id = s.robot_id
@@ -198,11 +200,12 @@ struct LockedRobot {
     id: i32,
     webhook_name: String,
     destination: String,
-    webhook_url: String,
+    webhook_url: RobotUrl,
     settings: RobotSettings,
     default_timezone: String,
     paused_until: Option<DateTime<Utc>>,
     consecutive_45009: i32,
+    learned: Option<Learned>,
     now: DateTime<Utc>,
 }
 
@@ -217,6 +220,10 @@ impl<'r> FromRow<'r, MySqlRow> for LockedRobot {
             default_timezone: row.try_get("default_timezone")?,
             paused_until: row.try_get("paused_until")?,
             consecutive_45009: row.try_get("consecutive_45009")?,
+            learned: learned(
+                row.try_get("learned_rate_limit")?,
+                row.try_get("learned_at")?,
+            ),
             now: row.try_get("now")?,
         })
     }
@@ -228,6 +235,7 @@ impl LockedRobot {
             settings: self.settings.clone(),
             default_timezone: self.default_timezone.clone(),
             paused_until: self.paused_until,
+            learned: self.learned,
             recent_sends,
         }
     }
@@ -244,6 +252,7 @@ impl LockedRobot {
             name: self.webhook_name.clone(),
             destination: self.destination.clone(),
             url: self.webhook_url.clone(),
+            rate_limit: self.settings.rate_limit,
             rate_window: self.settings.rate_window,
             consecutive_45009: self.consecutive_45009,
             more_at: None,
@@ -339,7 +348,7 @@ impl MySqlStore {
         robot_id: i32,
         worker_id: &str,
         lease: Duration,
-        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+        plan: impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision,
     ) -> sqlx::Result<ClaimResult> {
         retrying(|| self.claim_once(robot_id, worker_id, lease, &plan)).await
     }
@@ -349,7 +358,7 @@ impl MySqlStore {
         robot_id: i32,
         worker_id: &str,
         lease: Duration,
-        plan: &impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+        plan: &impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision,
     ) -> sqlx::Result<ClaimResult> {
         let mut tx = self.pool.begin().await?;
         let Some((robot, recent)) = lock_robot(&mut tx, robot_id).await? else {
@@ -401,7 +410,7 @@ impl MySqlStore {
         excluded: &[i32],
         worker_id: &str,
         lease: Duration,
-        plan: impl Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision,
+        plan: impl Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision,
     ) -> sqlx::Result<Option<(i32, ClaimResult)>> {
         let sql = excluding(DUE_OF_DESTINATION, "s.robot_id", excluded);
         let mut query = sqlx::query_scalar(&sql).bind(destination);

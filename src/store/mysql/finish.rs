@@ -4,7 +4,7 @@
 //! the claim holding a row's lease token may finish it.
 
 use super::{marks, micros, retrying, uuid_of, MySqlStore};
-use crate::rules::rate_limit::MAX_WINDOW;
+use crate::rules::rate_limit::{RateLimit, MAX_WINDOW};
 use crate::store::NamedRobot;
 use crate::store::{Claimed, ClaimedRobot, Finish, HousekeepingRun, SentRecord};
 use chrono::{DateTime, Utc};
@@ -110,6 +110,22 @@ SET paused_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND,
     next_check_at = GREATEST(next_check_at, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND),
     consecutive_45009 = consecutive_45009 + 1,
     last_errcode = 45009, last_error = ?, last_error_at = UTC_TIMESTAMP(6)
+WHERE robot_id = ?
+"#;
+
+/// Sends the robot made in its last window (`?` microseconds) before a 45009, leaving out the
+/// 45009's own slot and the batch's unsent ones (`{ids}`): what WeCom accepted.
+const ACCEPTED_IN_WINDOW: &str = r#"
+SELECT COUNT(*) FROM wecom_rate_slots
+WHERE robot_id = ?
+  AND at > UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND
+  AND id NOT IN ({ids})
+"#;
+
+/// WeCom's real limit for the robot, learned from a 45009 (see `rules::rate_limit`).
+const LEARN_RATE: &str = r#"
+UPDATE wecom_robot_state
+SET learned_rate_limit = ?, learned_at = UTC_TIMESTAMP(6)
 WHERE robot_id = ?
 "#;
 
@@ -249,7 +265,11 @@ impl MySqlStore {
                 robot_error(&mut tx, robot.id, *errcode, error).await?;
                 back_to_pending(&mut tx, row, *retry_in, *errcode, error, 0).await?
             }
-            Finish::RateLimited { pause, error } => {
+            Finish::RateLimited {
+                pause,
+                error,
+                unsent_slots,
+            } => {
                 sqlx::query(ROBOT_PAUSED)
                     .bind(micros(*pause))
                     .bind(micros(*pause))
@@ -257,6 +277,7 @@ impl MySqlStore {
                     .bind(robot.id)
                     .execute(&mut *tx)
                     .await?;
+                learn_rate(&mut tx, robot, row, unsent_slots).await?;
                 back_to_pending(&mut tx, row, Duration::ZERO, Some(45009), error, 1).await?
             }
             Finish::RobotGone { errcode, reason } => {
@@ -634,4 +655,35 @@ async fn back_to_pending(
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// After a 45009: count what WeCom accepted in the robot's last window and, if that teaches
+/// a limit ([`RateLimit::learn_from_45009`]), store it for every replica.
+async fn learn_rate(
+    tx: &mut Transaction<'_, MySql>,
+    robot: &ClaimedRobot,
+    row: &Claimed,
+    unsent_slots: &[i64],
+) -> sqlx::Result<()> {
+    let Ok(rate) = RateLimit::from_config(robot.rate_limit, robot.rate_window) else {
+        return Ok(());
+    };
+    let not_accepted: Vec<i64> = unsent_slots.iter().copied().chain([row.slot_id]).collect();
+    let sql = ACCEPTED_IN_WINDOW.replace("{ids}", &marks(not_accepted.len()));
+    let mut count = sqlx::query_scalar(&sql)
+        .bind(robot.id)
+        .bind(micros(rate.window.saturating_add(rate.guard())));
+    for id in &not_accepted {
+        count = count.bind(id);
+    }
+    let accepted: i64 = count.fetch_one(&mut **tx).await?;
+    if let Some(limit) = rate.learn_from_45009(accepted.clamp(0, i64::from(u32::MAX)) as u32) {
+        tracing::warn!(robot = %robot.name, configured = robot.rate_limit, learned = limit, "WeCom allows fewer sends than configured: holding to what it accepted");
+        sqlx::query(LEARN_RATE)
+            .bind(limit as i32)
+            .bind(robot.id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod claim;
 mod finish;
 mod reminders;
 mod report;
+mod retention;
 mod robot;
 mod wakeups;
 mod zones;
@@ -45,6 +46,9 @@ fn preflight_query() -> &'static str {
 pub struct MySqlStore {
     pool: MySqlPool,
 }
+
+/// The cheapest statement that proves the database answers.
+const PING: &str = "SELECT 1";
 
 /// `mariadb://…` as sqlx spells it (`mysql://…`); other URLs unchanged.
 fn sqlx_url(url: &str) -> String {
@@ -224,6 +228,13 @@ impl MySqlStore {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// One round trip to the database (`SELECT 1`), for `/healthz`: proves a connection can
+    /// be had and the server answers, and costs the server nothing.
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query(PING).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The poll that tells the worker something may have changed (MySQL has no LISTEN).

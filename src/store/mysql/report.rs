@@ -6,6 +6,7 @@ use super::MySqlStore;
 use crate::rules::decide::RobotSettings;
 use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::{DestinationCounts, RobotReport};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{FromRow, Row};
@@ -44,6 +45,7 @@ SELECT w.id,
        COALESCE((SELECT value FROM wecom_settings WHERE name = 'default_timezone'), 'UTC')
            AS default_timezone,
        s.paused_until, s.last_errcode, CAST(s.last_error AS CHAR) AS last_error, s.last_error_at,
+       s.learned_rate_limit, s.learned_at,
        CAST(COALESCE(w.total_messages_sent, 0) AS SIGNED) AS total_messages_sent,
        w.last_used_at,
        UTC_TIMESTAMP(6) AS now
@@ -110,7 +112,7 @@ fn robot_report(row: &MySqlRow, recent: &[(i32, DateTime<Utc>)]) -> RobotReport 
     RobotReport {
         webhook_name: text("webhook_name").unwrap_or_default(),
         destination: text("destination").unwrap_or_default(),
-        webhook_url: text("webhook_url").unwrap_or_default(),
+        webhook_url: RobotUrl::new(text("webhook_url").unwrap_or_default()),
         is_active: row.try_get::<i64, _>("is_active").map_or(true, |v| v != 0),
         disabled_reason: text("disabled_reason"),
         send_days_text: text("send_days"),
@@ -121,6 +123,8 @@ fn robot_report(row: &MySqlRow, recent: &[(i32, DateTime<Utc>)]) -> RobotReport 
         last_errcode: row.try_get("last_errcode").ok().flatten(),
         last_error: text("last_error"),
         last_error_at: when("last_error_at"),
+        learned_rate_limit: row.try_get("learned_rate_limit").ok().flatten(),
+        learned_at: when("learned_at"),
         total_messages_sent: row.try_get("total_messages_sent").unwrap_or_default(),
         last_used_at: when("last_used_at"),
         recent_sends: recent

@@ -3,7 +3,9 @@
 
 use super::PgStore;
 use crate::rules::decide::{Decision, RobotSettings, RobotSnapshot};
+use crate::store::learned;
 use crate::store::{ClaimResult, Claimed, ClaimedRobot, NamedRobot};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
@@ -58,7 +60,7 @@ SELECT w.id, w.webhook_name, w.destination AS destination,
        w.send_window_start, w.send_window_end, w.send_days, w.timezone,
        coalesce((SELECT value FROM wecom_settings WHERE name = 'default_timezone'), 'UTC')
            AS default_timezone,
-       s.paused_until, s.consecutive_45009,
+       s.paused_until, s.consecutive_45009, s.learned_rate_limit, s.learned_at,
        clock_timestamp() AS now
 FROM wecom_robot_state s
 JOIN wecom_webhooks w ON w.id = s.robot_id
@@ -166,12 +168,14 @@ struct LockedRobot {
     id: i32,
     webhook_name: String,
     destination: String,
-    webhook_url: String,
+    webhook_url: RobotUrl,
     #[sqlx(flatten)]
     settings: RobotSettings,
     default_timezone: String,
     paused_until: Option<DateTime<Utc>>,
     consecutive_45009: i32,
+    learned_rate_limit: Option<i32>,
+    learned_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 }
 
@@ -186,8 +190,8 @@ struct ClaimedRow {
 }
 
 /// The rules' answer for a robot, given its snapshot, its URL and the database's `now`.
-pub trait Planner: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision {}
-impl<F: Fn(&RobotSnapshot, &str, DateTime<Utc>) -> Decision> Planner for F {}
+pub trait Planner: Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision {}
+impl<F: Fn(&RobotSnapshot, &RobotUrl, DateTime<Utc>) -> Decision> Planner for F {}
 
 impl LockedRobot {
     fn snapshot(&self, recent_sends: Vec<DateTime<Utc>>) -> RobotSnapshot {
@@ -195,6 +199,7 @@ impl LockedRobot {
             settings: self.settings.clone(),
             default_timezone: self.default_timezone.clone(),
             paused_until: self.paused_until,
+            learned: learned(self.learned_rate_limit, self.learned_at),
             recent_sends,
         }
     }
@@ -210,6 +215,7 @@ impl LockedRobot {
             name: self.webhook_name.clone(),
             destination: self.destination.clone(),
             url: self.webhook_url.clone(),
+            rate_limit: self.settings.rate_limit,
             rate_window: self.settings.rate_window,
             consecutive_45009: self.consecutive_45009,
             more_at: None,

@@ -2,6 +2,7 @@
 //! counters), plus the housekeeping that keeps rows moving (expiry, lease rescue, release).
 
 use super::PgStore;
+use crate::rules::rate_limit::RateLimit;
 use crate::store::{Claimed, ClaimedRobot, Finish, HousekeepingRun, SentRecord};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
@@ -117,6 +118,22 @@ SET paused_until = clock_timestamp() + make_interval(secs => $2),
 WHERE robot_id = $1
 "#;
 
+/// Sends the robot made in its last window (`$2` seconds) before a 45009, leaving out the
+/// 45009's own slot and the batch's unsent ones (`$3`): what WeCom accepted.
+const ACCEPTED_IN_WINDOW: &str = r#"
+SELECT count(*)::int FROM wecom_rate_slots
+WHERE robot_id = $1
+  AND at > clock_timestamp() - make_interval(secs => $2)
+  AND NOT (id = ANY($3))
+"#;
+
+/// WeCom's real limit for the robot, learned from a 45009 (see `rules::rate_limit`).
+const LEARN_RATE: &str = r#"
+UPDATE wecom_robot_state
+SET learned_rate_limit = $2, learned_at = clock_timestamp()
+WHERE robot_id = $1
+"#;
+
 const DISABLE_ROBOT: &str = r#"
 UPDATE wecom_webhooks SET is_active = false, disabled_reason = $2 WHERE id = $1
 "#;
@@ -227,13 +244,18 @@ impl PgStore {
                 };
                 back.write(&mut tx, row).await?
             }
-            Finish::RateLimited { pause, error } => {
+            Finish::RateLimited {
+                pause,
+                error,
+                unsent_slots,
+            } => {
                 sqlx::query(ROBOT_PAUSED)
                     .bind(robot.id)
                     .bind(pause.as_secs_f64())
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
+                learn_rate(&mut tx, robot, row, unsent_slots).await?;
                 let back = BackToPending {
                     retry_in: Duration::ZERO,
                     errcode: Some(45009),
@@ -509,4 +531,33 @@ impl PgStore {
         }
         tx.commit().await
     }
+}
+
+/// After a 45009: count what WeCom accepted in the robot's last window and, if that teaches
+/// a limit ([`RateLimit::learn_from_45009`]), store it for every replica.
+async fn learn_rate(
+    tx: &mut Transaction<'_, Postgres>,
+    robot: &ClaimedRobot,
+    row: &Claimed,
+    unsent_slots: &[i64],
+) -> sqlx::Result<()> {
+    let Ok(rate) = RateLimit::from_config(robot.rate_limit, robot.rate_window) else {
+        return Ok(());
+    };
+    let not_accepted: Vec<i64> = unsent_slots.iter().copied().chain([row.slot_id]).collect();
+    let accepted: i32 = sqlx::query_scalar(ACCEPTED_IN_WINDOW)
+        .bind(robot.id)
+        .bind(rate.window.saturating_add(rate.guard()).as_secs_f64())
+        .bind(&not_accepted)
+        .fetch_one(&mut **tx)
+        .await?;
+    if let Some(limit) = rate.learn_from_45009(accepted.max(0) as u32) {
+        tracing::warn!(robot = %robot.name, configured = robot.rate_limit, learned = limit, "WeCom allows fewer sends than configured: holding to what it accepted");
+        sqlx::query(LEARN_RATE)
+            .bind(robot.id)
+            .bind(limit as i32)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ mod claim;
 mod finish;
 mod reminders;
 mod report;
+mod retention;
 mod robot;
 
 pub use adopt::EXPECTED as ADOPTED_COLUMNS;
@@ -30,6 +31,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 pub struct PgStore {
     pool: PgPool,
 }
+
+/// The cheapest statement that proves the database answers.
+const PING: &str = "SELECT 1";
 
 /// Connection options from `DATABASE_URL`, or an error that says what is wrong with it.
 fn options(url: &str) -> Result<PgConnectOptions, StoreError> {
@@ -183,6 +187,13 @@ impl PgStore {
                 "table wecom_outbox does not exist in this database: run `wecom-outbox migrate` first".into(),
             )),
         }
+    }
+
+    /// One round trip to the database (`SELECT 1`), for `/healthz`: proves a connection can
+    /// be had and the server answers, and costs the server nothing.
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query(PING).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// A listener on the outbox channel; NOTIFYs lost while it reconnects are caught by the

@@ -4,6 +4,7 @@
 use super::PgStore;
 use crate::rules::rate_limit::MAX_WINDOW;
 use crate::store::{DestinationCounts, RobotReport};
+use crate::wecom::robot_url::RobotUrl;
 use chrono::Utc;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
@@ -56,6 +57,9 @@ SELECT w.webhook_name::text AS webhook_name,
        CASE WHEN s.paused_until BETWEEN '0001-01-01' AND '200000-01-01' THEN s.paused_until END
            AS paused_until,
        s.last_errcode, s.last_error,
+       s.learned_rate_limit,
+       CASE WHEN s.learned_at BETWEEN '0001-01-01' AND '200000-01-01' THEN s.learned_at END
+           AS learned_at,
        CASE WHEN s.last_error_at BETWEEN '0001-01-01' AND '200000-01-01' THEN s.last_error_at END
            AS last_error_at,
        coalesce(w.total_messages_sent, 0)::bigint AS total_messages_sent,
@@ -115,7 +119,7 @@ fn undecodable(row: &PgRow, error: &sqlx::Error) -> RobotReport {
     RobotReport {
         webhook_name: text("webhook_name"),
         destination: text("destination"),
-        webhook_url: text("webhook_url"),
+        webhook_url: RobotUrl::new(text("webhook_url")),
         is_active: row.try_get("is_active").unwrap_or(true),
         unreadable: Some(format!("this row cannot be read as a robot: {error}")),
         now: row.try_get("now").unwrap_or_else(|_| Utc::now()),
