@@ -9,14 +9,38 @@ use chrono::Utc;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-/// Per destination, reading only what is live or recent, never all history: pending,
-/// sending and failed rows through their partial indexes (claim, sending, failed), rows that
-/// finished since $1 through the finished_at index, and the latest error through the same
-/// partial indexes, one row each.
+/// Per destination (every robot's, and every one with live or recent rows), reading only what
+/// is live or recent, never all history: pending, sending and failed rows through their
+/// partial indexes (claim, sending, failed), rows that finished in the last $1 days through
+/// the finished_at index, and the latest error through the same partial indexes, one row each.
+/// One pass over the rows (a UNION ALL grouped once), not a join of destinations to rows.
 const DESTINATIONS: &str = r#"
-WITH counted AS (
-    SELECT webhook_name AS destination, 'pending' AS status, count(*) AS n,
-           min(created_at) AS oldest
+SELECT c.destination,
+       coalesce(sum(c.n) FILTER (WHERE c.status = 'pending'), 0)::bigint   AS pending,
+       coalesce(sum(c.n) FILTER (WHERE c.status = 'sending'), 0)::bigint   AS sending,
+       coalesce(sum(c.n) FILTER (WHERE c.status = 'sent'), 0)::bigint      AS sent,
+       coalesce(sum(c.n) FILTER (WHERE c.status = 'failed'), 0)::bigint    AS failed,
+       coalesce(sum(c.n) FILTER (WHERE c.status = 'cancelled'), 0)::bigint AS cancelled,
+       coalesce(sum(c.n) FILTER (WHERE c.status = 'expired'), 0)::bigint   AS expired,
+       min(c.oldest) AS oldest_pending,
+       coalesce(
+           (SELECT f.last_error FROM wecom_outbox f
+             WHERE f.webhook_name = c.destination AND f.status = 'sending'
+               AND f.last_error IS NOT NULL
+             ORDER BY f.created_at DESC LIMIT 1),
+           (SELECT f.last_error FROM wecom_outbox f
+             WHERE f.webhook_name = c.destination AND f.status = 'pending'
+               AND f.last_error IS NOT NULL
+             ORDER BY f.created_at DESC LIMIT 1),
+           (SELECT f.last_error FROM wecom_outbox f
+             WHERE f.webhook_name = c.destination AND f.status = 'failed'
+               AND f.last_error IS NOT NULL
+             ORDER BY f.finished_at DESC LIMIT 1)) AS last_error
+FROM (
+    SELECT destination, NULL::text AS status, 0::bigint AS n, NULL::timestamptz AS oldest
+    FROM wecom_webhooks
+    UNION ALL
+    SELECT webhook_name, 'pending', count(*), min(created_at)
     FROM wecom_outbox WHERE status = 'pending' GROUP BY webhook_name
     UNION ALL
     SELECT webhook_name, 'sending', count(*), NULL
@@ -30,34 +54,9 @@ WITH counted AS (
     WHERE finished_at >= now() - make_interval(days => $1)
       AND status IN ('sent', 'cancelled', 'expired')
     GROUP BY webhook_name, status
-)
-SELECT d.destination,
-       coalesce(sum(c.n) FILTER (WHERE c.status = 'pending'), 0)::bigint   AS pending,
-       coalesce(sum(c.n) FILTER (WHERE c.status = 'sending'), 0)::bigint   AS sending,
-       coalesce(sum(c.n) FILTER (WHERE c.status = 'sent'), 0)::bigint      AS sent,
-       coalesce(sum(c.n) FILTER (WHERE c.status = 'failed'), 0)::bigint    AS failed,
-       coalesce(sum(c.n) FILTER (WHERE c.status = 'cancelled'), 0)::bigint AS cancelled,
-       coalesce(sum(c.n) FILTER (WHERE c.status = 'expired'), 0)::bigint   AS expired,
-       min(c.oldest) AS oldest_pending,
-       coalesce(
-           (SELECT f.last_error FROM wecom_outbox f
-             WHERE f.webhook_name = d.destination AND f.status = 'sending'
-               AND f.last_error IS NOT NULL
-             ORDER BY f.created_at DESC LIMIT 1),
-           (SELECT f.last_error FROM wecom_outbox f
-             WHERE f.webhook_name = d.destination AND f.status = 'pending'
-               AND f.last_error IS NOT NULL
-             ORDER BY f.created_at DESC LIMIT 1),
-           (SELECT f.last_error FROM wecom_outbox f
-             WHERE f.webhook_name = d.destination AND f.status = 'failed'
-               AND f.last_error IS NOT NULL
-             ORDER BY f.finished_at DESC LIMIT 1)) AS last_error
-FROM (SELECT destination FROM wecom_webhooks
-      UNION
-      SELECT destination FROM counted) d
-LEFT JOIN counted c ON c.destination = d.destination
-GROUP BY d.destination
-ORDER BY d.destination
+) c
+GROUP BY c.destination
+ORDER BY c.destination
 "#;
 
 /// Every robot, each column read so that any value the schema accepts decodes: text as text,
