@@ -59,6 +59,11 @@ GROUP BY c.destination
 ORDER BY c.destination
 "#;
 
+/// For this transaction only, no JIT compilation: DESTINATIONS is estimated costly (a subquery
+/// per destination, each one index probe) and PostgreSQL would spend 100-200 ms compiling it,
+/// several times what running it takes (measured with 1 000 000 finished rows, BENCHMARKS.md).
+const NO_JIT: &str = "SELECT set_config('jit', 'off', true)";
+
 /// Every robot, each column read so that any value the schema accepts decodes: text as text,
 /// a `send_days` of several dimensions (which the CHECK lets through) set aside with its
 /// reason, instants outside what the rules can hold ('infinity', year 200000) as unknown,
@@ -154,10 +159,14 @@ fn undecodable(row: &PgRow, error: &sqlx::Error) -> RobotReport {
 impl PgStore {
     /// Every destination (robots' and live or recent rows'), with its rows counted by status.
     pub async fn destination_counts(&self) -> sqlx::Result<Vec<DestinationCounts>> {
-        sqlx::query_as(DESTINATIONS)
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(NO_JIT).execute(&mut *tx).await?;
+        let counts = sqlx::query_as(DESTINATIONS)
             .bind(FINISHED_WINDOW_DAYS)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(counts)
     }
 
     /// Every robot with its state and recent sends; a row that does not decode is reported
