@@ -449,6 +449,11 @@ async fn status_json_counts_rows_and_explains_each_robot() {
         .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {out}"));
     let now = time(&status["now"]);
 
+    assert_eq!(
+        status["finished_window_days"],
+        json!(7),
+        "sent, cancelled and expired count the last 7 days"
+    );
     let pool = destination(&status, "parent_group");
     for (field, want) in [("pending", 1), ("sending", 1), ("sent", 1), ("failed", 2)] {
         assert_eq!(pool[field], json!(want), "parent_group {field}: {pool:#}");
@@ -504,7 +509,7 @@ async fn status_text_names_each_destination_and_robot() {
     out.ok();
     let text = &out.stdout;
     for expected in [
-        "parent_group: 1 pending, 1 sending, 1 sent, 2 failed",
+        "parent_group: 1 pending, 1 sending, 2 failed; in the last 7 days: 1 sent, 0 cancelled",
         "office: 2 pending",
         "robot parent_1 [enabled] ready now: budget 4/5",
         "robot parent_2 [enabled] next send at",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use wecom_outbox::rules::decide::{decide, Decision, RobotSnapshot};
 use wecom_outbox::store::{
     ClaimResult, Claimed, ClaimedRobot, FailedFilter, Finish, SentRecord, Store,
+    FINISHED_WINDOW_DAYS,
 };
 use wecom_outbox::testing::{MySqlTestDatabase, TestDatabase};
 
@@ -851,6 +852,97 @@ mod cases {
         assert!(f.store().replica_notes().await.unwrap().is_empty());
     }
 
+    /// `status` reads live rows and a window of finished ones, never all history: pending,
+    /// sending and failed exactly; sent, cancelled and expired only when they finished in the
+    /// last FINISHED_WINDOW_DAYS days; the error shown is a retrying row's, else the latest
+    /// failed row's.
+    pub async fn status_counts_live_rows_exactly_and_finished_rows_of_the_window(f: Fixture) {
+        const {
+            assert!(
+                FINISHED_WINDOW_DAYS < 30,
+                "the aged rows must be outside the window"
+            )
+        };
+        let minute = Duration::from_secs(60);
+        let parent = f.robot("parent_group", None, 20, minute).await;
+        let office = f.robot("office", None, 20, minute).await;
+        f.enqueue("parent_group", "m", 7).await;
+        f.enqueue("office", "o", 2).await;
+        let store = f.store();
+        let failed = |error: &str| Finish::Failed {
+            errcode: Some(40058),
+            error: error.into(),
+        };
+        let (robot, rows) = claimed(&f, parent).await;
+        assert_eq!(rows.len(), 7);
+        assert!(store.finish(&robot, &rows[0], &Finish::Sent).await.unwrap());
+        assert!(store.finish(&robot, &rows[1], &Finish::Sent).await.unwrap());
+        let old_failure = failed("old failure");
+        assert!(store.finish(&robot, &rows[2], &old_failure).await.unwrap());
+        let recent_failure = failed("recent failure");
+        assert!(store
+            .finish(&robot, &rows[3], &recent_failure)
+            .await
+            .unwrap());
+        // rows[4] stays sending; 5 and 6 go back, and 6 is cancelled.
+        store.release(&rows[5..7]).await.unwrap();
+        f.exec(&format!(
+            "UPDATE wecom_outbox SET status = 'cancelled' WHERE id = '{}'",
+            rows[6].id
+        ))
+        .await;
+        let (robot, rows_office) = claimed(&f, office).await;
+        let retry = Finish::RetryAfter {
+            retry_in: Duration::from_secs(3600),
+            errcode: Some(-1),
+            error: "errcode -1: system busy".into(),
+        };
+        assert!(store.finish(&robot, &rows_office[0], &retry).await.unwrap());
+        let office_failure = failed("office failure");
+        assert!(store
+            .finish(&robot, &rows_office[1], &office_failure)
+            .await
+            .unwrap());
+        f.enqueue("parent_group", "stale", 1).await;
+        f.expire("stale 1").await;
+        assert_eq!(store.housekeeping().await.unwrap().0, 1);
+        // One sent and one failed row finished a month ago: history outside the window.
+        f.age_finished(&[rows[1].id, rows[2].id], 30).await;
+
+        let counts = store.destination_counts().await.unwrap();
+        let names: Vec<&str> = counts.iter().map(|c| c.destination.as_str()).collect();
+        assert_eq!(names, ["office", "parent_group"]);
+        let (office, parent) = (&counts[0], &counts[1]);
+        let by_status = |c: &wecom_outbox::store::DestinationCounts| {
+            [
+                c.pending,
+                c.sending,
+                c.sent,
+                c.failed,
+                c.cancelled,
+                c.expired,
+            ]
+        };
+        assert_eq!(
+            by_status(parent),
+            [1, 1, 1, 2, 1, 1],
+            "pending, sending, failed exact; the month-old sent row not in the window: {parent:?}"
+        );
+        assert_eq!(
+            f.status_count("sent").await,
+            2,
+            "the old sent row is still stored"
+        );
+        assert!(parent.oldest_pending.is_some());
+        assert_eq!(parent.last_error.as_deref(), Some("recent failure"));
+        assert_eq!(by_status(office), [1, 0, 0, 1, 0, 0], "{office:?}");
+        assert_eq!(
+            office.last_error.as_deref(),
+            Some("errcode -1: system busy"),
+            "a row still being retried shows its error before a failed row's"
+        );
+    }
+
     pub async fn the_daily_run_is_off_without_the_schools_view(f: Fixture) {
         assert_eq!(
             f.store().run_daily_reminders("conformance").await.unwrap(),
@@ -904,6 +996,7 @@ macro_rules! every_case {
                 a_destination_claim_takes_a_free_due_robot_of_that_destination_only,
                 send_test_reserves_a_slot_and_logs_its_send,
                 the_reports_show_each_destination_and_robot,
+                status_counts_live_rows_exactly_and_finished_rows_of_the_window,
                 the_daily_run_is_off_without_the_schools_view,
                 prune_removes_only_finished_rows_older_than_the_cutoff,
                 retry_requeues_only_failed_rows_and_a_requeued_row_is_delivered_once,

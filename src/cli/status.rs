@@ -3,7 +3,7 @@
 
 use crate::rules::decide::{decide, Decision, RobotSnapshot};
 use crate::store::Store;
-use crate::store::{DestinationCounts, RobotReport};
+use crate::store::{DestinationCounts, RobotReport, FINISHED_WINDOW_DAYS};
 use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::redact::redact;
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
@@ -34,6 +34,9 @@ pub struct Status {
     pub settings_problems: Vec<String>,
     /// Robots a replica skips because of its own configuration (e.g. WECOM_ALLOWED_HOSTS).
     pub replica_notes: Vec<String>,
+    /// Each destination's `sent`, `cancelled` and `expired` count rows finished in this many
+    /// days back from `now`, not all history (pending, sending and failed are exact).
+    pub finished_window_days: i32,
     pub destinations: Vec<DestinationStatus>,
 }
 
@@ -116,6 +119,7 @@ pub async fn gather(store: &Store, allowed: &AllowedHosts) -> anyhow::Result<Sta
         now,
         settings_problems,
         replica_notes,
+        finished_window_days: FINISHED_WINDOW_DAYS,
         destinations,
     })
 }
@@ -232,8 +236,15 @@ pub fn render(status: &Status) -> String {
         let c = &d.counts;
         let _ = writeln!(
             out,
-            "{}: {} pending, {} sending, {} sent, {} failed, {} cancelled, {} expired",
-            c.destination, c.pending, c.sending, c.sent, c.failed, c.cancelled, c.expired
+            "{}: {} pending, {} sending, {} failed; in the last {} days: {} sent, {} cancelled, {} expired",
+            c.destination,
+            c.pending,
+            c.sending,
+            c.failed,
+            status.finished_window_days,
+            c.sent,
+            c.cancelled,
+            c.expired
         );
         if let Some(oldest) = c.oldest_pending {
             let _ = writeln!(out, "  oldest pending since {oldest}");

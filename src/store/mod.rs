@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use interface::{Store, Wake, Wakeups};
-pub use report::{DestinationCounts, NamedRobot, RobotReport};
+pub use report::{DestinationCounts, NamedRobot, RobotReport, FINISHED_WINDOW_DAYS};
 pub use retention::{FailedFilter, FailedRow, Pruned, FINISHED};
 
 /// The robot a batch was claimed for: enough to send and to report, never logged whole.

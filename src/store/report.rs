@@ -6,18 +6,32 @@ use crate::wecom::robot_url::RobotUrl;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// One destination's rows by status.
+/// How many days back `status` counts sent, cancelled and expired rows. A week: long enough
+/// that Monday morning still shows what went out before a quiet weekend and the last run of a
+/// weekly cadence, short enough that counting it reads a week of rows, never all history
+/// (which grows by every message ever sent, until `prune`).
+pub const FINISHED_WINDOW_DAYS: i32 = 7;
+
+/// One destination's rows by status. What waits or needs a person (pending, sending, failed)
+/// is counted exactly; what went well or was dropped (sent, cancelled, expired) only when it
+/// finished in the last [`FINISHED_WINDOW_DAYS`] days, so `status` stays fast however much
+/// history the outbox keeps.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DestinationCounts {
     pub destination: String,
     pub pending: i64,
     pub sending: i64,
+    /// Sent in the last [`FINISHED_WINDOW_DAYS`] days.
     pub sent: i64,
+    /// Every failed row still stored (they wait for `retry` or `prune`).
     pub failed: i64,
+    /// Cancelled in the last [`FINISHED_WINDOW_DAYS`] days.
     pub cancelled: i64,
+    /// Expired in the last [`FINISHED_WINDOW_DAYS`] days.
     pub expired: i64,
     pub oldest_pending: Option<DateTime<Utc>>,
-    /// The most recent error recorded on a row (keys are never stored in it).
+    /// The latest error of a row still being retried (sending, then pending), else that of
+    /// the row that failed last (keys are never stored in it).
     pub last_error: Option<String>,
 }
 
