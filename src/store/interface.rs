@@ -343,9 +343,10 @@ pub enum Wake {
     Anything,
 }
 
-/// After the first notification, how long to gather the ones that follow, so a burst of
-/// single-row INSERTs wakes the worker once.
-const DEBOUNCE: Duration = Duration::from_millis(2);
+/// After the first notification, how long to gather the ones that follow. Zero: what has
+/// already arrived is taken with it (a burst wakes the worker once), but nothing waits for
+/// more; a 2 ms wait cost 2–3 ms of p50 latency and saved no transactions (BENCHMARKS.md).
+const DEBOUNCE: Duration = Duration::ZERO;
 
 impl Wakeups {
     /// Wait for the next signal, with every signal that arrives within [`DEBOUNCE`] of it;
