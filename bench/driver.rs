@@ -253,19 +253,22 @@ async fn peer(size: Size) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Makespan against the physical limit, with a stand-in enforcing the same limit.
-async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
-    let (k, r, limit, window) = (size.pick(300, 120), 3i64, 20i64, 3.0f64);
-    let fake = standin(limit as usize, Duration::from_secs_f64(window)).await;
-    let db = TestDatabase::migrated().await;
-    robots(&db, &fake, r, limit, window, true).await;
+/// `k` messages to pool `pool`, drained by `replicas` in-process replicas; seconds from
+/// starting them to the last log row.
+async fn drain_pool(
+    db: &TestDatabase,
+    fake: &Standin,
+    k: i64,
+    replicas: usize,
+    prefix: &str,
+) -> anyhow::Result<f64> {
     sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) SELECT 'pool', 'm ' || i FROM generate_series(1, $1) i")
         .bind(k)
         .execute(db.pool())
         .await?;
     let started = Instant::now();
-    let replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica::start(&db, fast_config(&format!("m{i}"), &fake)))
+    let running: Vec<Replica> = (0..replicas)
+        .map(|i| Replica::start(db, fast_config(&format!("{prefix}{i}"), fake)))
         .collect();
     db.wait_for(
         "SELECT count(*) FROM wecom_message_log",
@@ -274,16 +277,31 @@ async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
-    for rep in replicas {
+    for rep in running {
         rep.stop().await;
     }
-    let physical = (k as f64 / (r * limit) as f64 - 1.0) * window;
-    // The physical limit is the shortest span from the first arrival at WeCom to the last.
+    Ok(secs)
+}
+
+/// From the first arrival at the stand-in to the last, in seconds.
+fn arrival_span(fake: &Standin) -> f64 {
     let arrivals: Vec<Instant> = fake.received().iter().map(|m| m.at).collect();
-    let span = match (arrivals.iter().min(), arrivals.iter().max()) {
+    match (arrivals.iter().min(), arrivals.iter().max()) {
         (Some(first), Some(last)) => (*last - *first).as_secs_f64(),
         _ => 0.0,
-    };
+    }
+}
+
+/// Makespan against the physical limit, with a stand-in enforcing the same limit.
+async fn makespan(size: Size) -> anyhow::Result<serde_json::Value> {
+    let (k, r, limit, window) = (size.pick(300, 120), 3i64, 20i64, 3.0f64);
+    let fake = standin(limit as usize, Duration::from_secs_f64(window)).await;
+    let db = TestDatabase::migrated().await;
+    robots(&db, &fake, r, limit, window, true).await;
+    let secs = drain_pool(&db, &fake, k, 3, "m").await?;
+    let physical = (k as f64 / (r * limit) as f64 - 1.0) * window;
+    // The physical limit is the shortest span from the first arrival at WeCom to the last.
+    let span = arrival_span(&fake);
     Ok(
         json!({"scenario": "makespan", "messages": k, "robots": r, "limit": limit, "window_s": window,
         "elapsed_from_start_s": secs, "first_to_last_arrival_s": span, "physical_limit_s": physical,
@@ -300,33 +318,12 @@ async fn stricter(size: Size) -> anyhow::Result<serde_json::Value> {
     let fake = standin(real as usize, Duration::from_secs_f64(window)).await;
     let db = TestDatabase::migrated().await;
     robots(&db, &fake, r, configured, window, true).await;
-    sqlx::query("INSERT INTO wecom_outbox (webhook_name, content) SELECT 'pool', 'm ' || i FROM generate_series(1, $1) i")
-        .bind(k)
-        .execute(db.pool())
-        .await?;
-    let started = Instant::now();
-    let replicas: Vec<Replica> = (0..2)
-        .map(|i| Replica::start(&db, fast_config(&format!("s{i}"), &fake)))
-        .collect();
-    db.wait_for(
-        "SELECT count(*) FROM wecom_message_log",
-        k,
-        Duration::from_secs(600),
-    )
-    .await;
-    let secs = started.elapsed().as_secs_f64();
-    for rep in replicas {
-        rep.stop().await;
-    }
+    let secs = drain_pool(&db, &fake, k, 2, "s").await?;
     let stats = fake.stats();
     anyhow::ensure!(stats.accepted as i64 == k, "every message delivered once");
     // What the stand-in allows: the first window's burst, then one window per further burst.
     let possible = (k as f64 / (r * real) as f64 - 1.0) * window;
-    let arrivals: Vec<Instant> = fake.received().iter().map(|m| m.at).collect();
-    let span = match (arrivals.iter().min(), arrivals.iter().max()) {
-        (Some(first), Some(last)) => (*last - *first).as_secs_f64(),
-        _ => 0.0,
-    };
+    let span = arrival_span(&fake);
     let max_45009_per_robot = stats.per_key.values().map(|c| c.rejected_45009).max();
     let learned: Vec<Option<i32>> = sqlx::query_scalar(
         "SELECT s.learned_rate_limit FROM wecom_robot_state s ORDER BY s.robot_id",
