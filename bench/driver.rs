@@ -364,11 +364,7 @@ async fn latency(size: Size) -> anyhow::Result<serde_json::Value> {
     )
     .await;
     stop(workers);
-    let ms: Vec<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
-    )
-    .fetch_all(db.pool())
-    .await?;
+    let ms = sent_latencies_ms(&db).await?;
     Ok(latency_result("postgres", n, &ms))
 }
 
@@ -414,9 +410,22 @@ async fn latency_mysql(size: Size) -> anyhow::Result<serde_json::Value> {
 
 /// The latency line from sorted milliseconds.
 fn latency_result(backend: &str, n: i64, ms: &[f64]) -> serde_json::Value {
-    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
     json!({"scenario": "latency", "backend": backend, "messages": n,
-           "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0)})
+           "p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99), "max_ms": percentile(ms, 1.0)})
+}
+
+/// The value at fraction `p` of `sorted` (nearest rank).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Every row's enqueue → sent time on PostgreSQL, in ms, sorted.
+async fn sent_latencies_ms(db: &TestDatabase) -> anyhow::Result<Vec<f64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await?)
 }
 
 /// Drain rate of the first 10 000 messages with a large backlog behind them vs none.
@@ -621,18 +630,13 @@ async fn trickle(size: Size) -> anyhow::Result<serde_json::Value> {
         delivered == n,
         "every message delivered once ({delivered} of {n})"
     );
-    let ms: Vec<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 FROM wecom_outbox ORDER BY 1",
-    )
-    .fetch_all(db.pool())
-    .await?;
-    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    let ms = sent_latencies_ms(&db).await?;
     Ok(
         json!({"scenario": "trickle", "robots": size.pick(5_000, 200), "pools": pools,
         "replicas": 3, "messages": n, "seconds": secs,
         "tx_per_message": ((tx1 - tx0) as f64 / n as f64 * 10.0).round() / 10.0,
         "tuples_read_per_message": ((tup1 - tup0) as f64 / n as f64).round(),
-        "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+        "p50_ms": percentile(&ms, 0.5), "p99_ms": percentile(&ms, 0.99),
         "worker_cpu_percent": cpu}),
     )
 }

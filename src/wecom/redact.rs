@@ -53,11 +53,6 @@ pub fn redact(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// A robot URL fit for display: scheme, host and path, key hidden.
-pub fn redact_url(url: &str) -> String {
-    redact(url).into_owned()
-}
-
 /// A robot key on its own (the stand-in's pages and logs, which list keys): its first 4
 /// characters and `…`, enough to tell robots apart and far too little to use; a key too short
 /// for that is `***`.
