@@ -5,7 +5,7 @@
 //! An example target, not a binary: only developers build it, and `cargo install` installs
 //! `wecom-outbox` alone. It uses the library's test helpers (feature `testing`, on for examples
 //! through the dev-dependency on the crate itself).
-//! Scenarios: drain, peer (Graphile Worker, needs node and `npm install` in bench/peer),
+//! Scenarios: drain, drain-robots, peer (Graphile Worker, needs node and `npm install` in bench/peer),
 //! makespan, stricter, latency, backlog, many-robots, idle, trickle, status, all (everything
 //! but peer in --smoke).
 //!
@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or("all");
     let all = [
         "drain",
+        "drain-robots",
         "peer",
         "makespan",
         "stricter",
@@ -84,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     for s in chosen {
         let line = match s {
             "drain" => drain(size).await?,
+            "drain-robots" => drain_robots(size).await?,
             "peer" => peer(size).await?,
             "makespan" => makespan(size).await?,
             "stricter" => stricter(size).await?,
@@ -202,29 +204,48 @@ async fn drain(size: Size) -> anyhow::Result<serde_json::Value> {
     let n = size.pick(10_000, 500);
     let mut result = json!({"scenario": "drain", "messages": n, "robots": 50});
     for replicas in [1usize, 3] {
-        let fake = standin(0, Duration::from_secs(60)).await;
-        let db = TestDatabase::migrated().await;
-        robots(&db, &fake, 50, 1_000_000, 60.0, false).await;
-        spread(&db, n, 50).await;
-        let started = Instant::now();
-        let workers = processes(&db.url, &fake, replicas);
-        db.wait_for(
-            "SELECT count(*) FROM wecom_message_log",
-            n,
-            Duration::from_secs(300),
-        )
-        .await;
-        let secs = started.elapsed().as_secs_f64();
-        let rss = stop(workers);
-        result[format!("replicas_{replicas}_msgs_per_s")] = json!((n as f64 / secs).round());
-        result[format!("replicas_{replicas}_peak_rss_mb")] =
-            json!(rss.iter().max().copied().unwrap_or(0) as f64 / 1024.0);
-        anyhow::ensure!(
-            fake.stats().accepted as i64 == n,
-            "every message delivered once"
-        );
+        let (msgs_per_s, rss_mb) = drain_once(n, 50, replicas).await?;
+        result[format!("replicas_{replicas}_msgs_per_s")] = json!(msgs_per_s);
+        result[format!("replicas_{replicas}_peak_rss_mb")] = json!(rss_mb);
     }
     Ok(result)
+}
+
+/// The same drain over more robots (one replica): each robot has one message in flight at a
+/// time, so if that rule is what bounds the drain, more robots drain faster.
+async fn drain_robots(size: Size) -> anyhow::Result<serde_json::Value> {
+    let n = size.pick(10_000, 500);
+    let mut result = json!({"scenario": "drain-robots", "messages": n, "replicas": 1});
+    for robots in [10, 50, 250, 1000] {
+        let (msgs_per_s, _) = drain_once(n, robots, 1).await?;
+        result[format!("robots_{robots}_msgs_per_s")] = json!(msgs_per_s);
+    }
+    Ok(result)
+}
+
+/// `n` messages over `robots` unlimited robots drained by `replicas` worker processes:
+/// (messages/s from start to the last log row, the largest peak RSS in MB).
+async fn drain_once(n: i64, robots_n: i64, replicas: usize) -> anyhow::Result<(f64, f64)> {
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = TestDatabase::migrated().await;
+    robots(&db, &fake, robots_n, 1_000_000, 60.0, false).await;
+    spread(&db, n, robots_n).await;
+    let started = Instant::now();
+    let workers = processes(&db.url, &fake, replicas);
+    db.wait_for(
+        "SELECT count(*) FROM wecom_message_log",
+        n,
+        Duration::from_secs(300),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let rss = stop(workers);
+    anyhow::ensure!(
+        fake.stats().accepted as i64 == n,
+        "every message delivered once"
+    );
+    let rss_mb = rss.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
+    Ok(((n as f64 / secs).round(), rss_mb))
 }
 
 /// The peer: Graphile Worker 0.16 at concurrency 20, each job POSTing one WeCom body to the

@@ -109,7 +109,7 @@ impl Store {
     /// A source of "something may have changed" signals for the worker's loop.
     pub async fn wakeups(&self) -> Result<Wakeups> {
         match self {
-            Store::Postgres(s) => Ok(Wakeups::Postgres(s.listen().await?)),
+            Store::Postgres(s) => Ok(Wakeups::Postgres(s.wakeups().await?)),
             Store::MySql(s) => Ok(Wakeups::Poll(s.poll())),
         }
     }
@@ -326,8 +326,9 @@ impl Store {
 /// Signals that something may have changed (a row was written, a robot was edited). Some can
 /// be lost (while reconnecting): the worker also wakes on its own timer.
 pub enum Wakeups {
-    /// PostgreSQL's LISTEN on the outbox channel.
-    Postgres(sqlx::postgres::PgListener),
+    /// PostgreSQL: one replica listens to the outbox channel, the others stand by and look
+    /// every few seconds whether anything is pending ([`postgres::PgWakeups`]).
+    Postgres(postgres::PgWakeups),
     /// MySQL has no LISTEN: a cheap indexed poll, every 100 ms while the outbox changes,
     /// backing off to every 2 s while it does not (`mysql::Poll`).
     Poll(mysql::Poll),
@@ -338,8 +339,9 @@ pub enum Wakeups {
 pub enum Wake {
     /// Rows were written (or robots changed) for these destinations, and only these.
     Destinations(Vec<String>),
-    /// Anything may have changed (the poll saw a difference, or signals may have been lost
-    /// while reconnecting): look at every robot.
+    /// Anything may have changed (the poll saw a difference, rows are pending while a
+    /// replica stands by, or signals may have been lost while reconnecting): look at every
+    /// robot.
     Anything,
 }
 
@@ -353,16 +355,16 @@ impl Wakeups {
     /// an error means the source is gone and must be made again.
     pub async fn next(&mut self) -> Result<Wake> {
         match self {
-            Wakeups::Postgres(listener) => {
-                let Some(first) = listener.try_recv().await? else {
+            Wakeups::Postgres(wakeups) => {
+                let postgres::Heard::Destination(first) = wakeups.next().await? else {
                     return Ok(Wake::Anything);
                 };
-                let mut destinations = vec![first.payload().to_owned()];
+                let mut destinations = vec![first];
                 let until = tokio::time::Instant::now() + DEBOUNCE;
-                while let Ok(next) = tokio::time::timeout_at(until, listener.try_recv()).await {
+                while let Ok(next) = tokio::time::timeout_at(until, wakeups.next()).await {
                     match next? {
-                        Some(n) => destinations.push(n.payload().to_owned()),
-                        None => return Ok(Wake::Anything),
+                        postgres::Heard::Destination(d) => destinations.push(d),
+                        postgres::Heard::Everything => return Ok(Wake::Anything),
                     }
                 }
                 destinations.sort_unstable();

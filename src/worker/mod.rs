@@ -12,10 +12,11 @@ use crate::wecom::allowed_hosts::AllowedHosts;
 use crate::wecom::client::WeComClient;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use robot::{Report, Served, Target};
+use robot::{Report, Served, Taken, Target};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +80,10 @@ pub(crate) struct Worker {
     pub(crate) abandon: CancellationToken,
     /// Writes sent messages in group commits.
     pub(crate) recorder: recorder::Recorder,
+    /// Tasks say here which robot they claimed for, as soon as they have: the loop leaves
+    /// it out of other claims, and claims the destination's next robot beside it when this
+    /// one took all it could (a pool's robots work side by side).
+    taken: mpsc::UnboundedSender<Taken>,
 }
 
 /// Run one replica until `shutdown` is cancelled; then finish or release what it claimed.
@@ -90,11 +95,13 @@ pub async fn run(
 ) -> Result<(), StoreError> {
     let abandon = CancellationToken::new();
     let recorder = recorder::Recorder::start(store.clone());
+    let (taken, taken_rx) = mpsc::unbounded_channel();
     if let Err(e) = store.forget_replica_notes(&config.worker_id).await {
         tracing::debug!(error = %e, "could not clear this replica's old notes");
     }
     let worker = Arc::new(Worker {
         recorder,
+        taken,
         store,
         client,
         config,
@@ -108,7 +115,10 @@ pub async fn run(
         worker.config.worker_id.clone(),
         worker.shutdown.clone(),
     ));
-    let mut state = LoopState::default();
+    let mut state = LoopState {
+        taken: Some(taken_rx),
+        ..LoopState::default()
+    };
     while !worker.shutdown.is_cancelled() {
         let wake_at = worker.tick(&mut state).await;
         worker.wait(&mut state, wake_at).await;
@@ -137,6 +147,12 @@ struct LoopState {
     /// Destinations that had no free robot while this replica's own tasks ran (one of them
     /// may hold the robot): looked at again when a task ends.
     parked: BTreeSet<String>,
+    /// The robot each running task claimed for (a destination's task learns it at its claim).
+    serving: HashMap<tokio::task::Id, i32>,
+    /// Destinations with more rows than the robot a task claimed takes: the next claim for
+    /// them starts even while that task runs (see `Worker::taken`).
+    spread: BTreeSet<String>,
+    taken: Option<mpsc::UnboundedReceiver<Taken>>,
     /// Looks promised for later by the tasks (rows left over, retries, pauses, holds).
     later: Vec<(Instant, Target)>,
     /// When to look at every robot again (`None`: at the next tick).
@@ -154,16 +170,33 @@ struct LoopState {
 impl LoopState {
     /// Robots a claim must leave out: those this replica's tasks serve, and those it holds.
     fn excluded(&self, now: Instant) -> Vec<i32> {
-        let serving = self.busy.values().filter_map(|t| match t {
-            Target::Robot(id) => Some(*id),
-            Target::Destination(_) => None,
-        });
+        let serving = self
+            .busy
+            .values()
+            .filter_map(|t| match t {
+                Target::Robot(id) => Some(*id),
+                Target::Destination(_) => None,
+            })
+            .chain(self.serving.values().copied());
         let holding = self
             .held
             .iter()
             .filter(|(_, h)| h.until > now)
             .map(|(id, _)| *id);
         serving.chain(holding).collect()
+    }
+
+    /// A task claimed for a robot (and may want its destination's next robot claimed).
+    /// Said by a task that has already ended, it is stale and dropped.
+    fn note_taken(&mut self, taken: Taken) {
+        if !self.busy.contains_key(&taken.task) {
+            return;
+        }
+        self.serving.insert(taken.task, taken.robot_id);
+        if let Some(destination) = taken.spread {
+            self.spread.insert(destination.clone());
+            self.dirty.insert(destination);
+        }
     }
 
     fn serves_destination(&self, destination: &str) -> bool {
@@ -302,7 +335,8 @@ impl Worker {
             let Some(destination) = state.dirty.pop_first() else {
                 break;
             };
-            if state.serves_destination(&destination) {
+            let spread = state.spread.remove(&destination);
+            if state.serves_destination(&destination) && !spread {
                 state.parked.insert(destination);
                 continue;
             }
@@ -351,6 +385,7 @@ impl Worker {
                     self.forget(state, done).await;
                 }
             }
+            Some(taken) = recv_taken(state.taken.as_mut()) => state.note_taken(taken),
             notified = recv(wakeups) => match notified {
                 Ok(Wake::Destinations(destinations)) => state.dirty.extend(destinations),
                 Ok(Wake::Anything) => state.scan_at = None,
@@ -414,11 +449,13 @@ impl Worker {
     ) {
         let report = match done {
             Ok((id, report)) => {
+                state.serving.remove(&id);
                 let target = state.busy.remove(&id);
                 (report, target)
             }
             Err(e) => {
                 tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
+                state.serving.remove(&e.id());
                 if let Some(Target::Robot(robot_id)) = state.busy.remove(&e.id()) {
                     self.hold_troubled(state, robot_id, format!("the robot's task failed: {e}"))
                         .await;
@@ -523,6 +560,13 @@ impl Worker {
 /// 1 s doubling to a minute.
 fn trouble_backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+async fn recv_taken(taken: Option<&mut mpsc::UnboundedReceiver<Taken>>) -> Option<Taken> {
+    match taken {
+        Some(taken) => taken.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv(wakeups: Option<&mut Wakeups>) -> Result<Wake, StoreError> {

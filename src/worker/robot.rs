@@ -26,6 +26,15 @@ pub(super) enum Served {
     NoRobot,
 }
 
+/// A task's word to the loop, as soon as it has claimed: which robot it serves, and whether
+/// the robot took all it could (its destination's next robot may take more, now).
+#[derive(Debug)]
+pub(super) struct Taken {
+    pub(super) task: tokio::task::Id,
+    pub(super) robot_id: i32,
+    pub(super) spread: Option<String>,
+}
+
 /// What a task is asked to look at: one robot (it came due), or a destination (rows were
 /// written for it): its most overdue due robot that no one else is deciding for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +110,11 @@ pub(super) async fn serve(worker: Arc<Worker>, target: Target, excluded: Vec<i32
             if let Some(at) = robot.more_at {
                 report.again.push((at, Target::Robot(robot.id)));
             }
+            let _ = worker.taken.send(Taken {
+                task: tokio::task::id(),
+                robot_id: robot.id,
+                spread: robot.more_at.map(|_| robot.destination.clone()),
+            });
             worker
                 .send_batch(&robot, rows, lease_end, &mut report.again)
                 .await;

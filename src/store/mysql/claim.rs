@@ -15,22 +15,28 @@ use sqlx::{FromRow, MySql, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Robots that may have something to send now: active, configured, due for a look, and with
-/// a claimable row in their destination. `{excluded}` is `AND s.robot_id NOT IN (…)` or empty.
+/// Robots that may have something to send now, most overdue first: one per destination,
+/// its most overdue (a robot that takes all it can brings in the next one). `{excluded}` is
+/// `AND s.robot_id NOT IN (?, …)` or nothing. Window functions: MySQL 8.0 and MariaDB 10.2+.
 const DUE_ROBOTS: &str = r#"
-SELECT s.robot_id
-FROM wecom_robot_state s
-JOIN wecom_webhooks w ON w.id = s.robot_id
-WHERE s.next_check_at <= UTC_TIMESTAMP(6)
-  {excluded}
-  AND COALESCE(w.is_active, TRUE)
-  AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
-  AND EXISTS (
-        SELECT 1 FROM wecom_outbox o
-        WHERE o.status = 'pending'
-          AND o.webhook_name = w.destination
-          AND o.not_before <= UTC_TIMESTAMP(6))
-ORDER BY s.next_check_at
+SELECT robot_id
+FROM (
+    SELECT s.robot_id, s.next_check_at,
+           ROW_NUMBER() OVER (PARTITION BY w.destination ORDER BY s.next_check_at) AS nth
+    FROM wecom_robot_state s
+    JOIN wecom_webhooks w ON w.id = s.robot_id
+    WHERE s.next_check_at <= UTC_TIMESTAMP(6)
+      {excluded}
+      AND COALESCE(w.is_active, TRUE)
+      AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+      AND EXISTS (
+            SELECT 1 FROM wecom_outbox o
+            WHERE o.status = 'pending'
+              AND o.webhook_name = w.destination
+              AND o.not_before <= UTC_TIMESTAMP(6))
+) due
+WHERE nth = 1
+ORDER BY next_check_at
 LIMIT ?
 "#;
 

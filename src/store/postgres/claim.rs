@@ -12,21 +12,27 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Robots that may have something to send now: active, configured (not a Phase-1
-/// placeholder), due for a look, and with a claimable row in their destination.
+/// placeholder), due for a look, and with a claimable row in their destination. One robot
+/// per destination, its most overdue: a robot that takes all it can brings in the next one
+/// (the worker's `more`), so a destination with one row never has all its robots claim.
 const DUE_ROBOTS: &str = r#"
-SELECT s.robot_id
-FROM wecom_robot_state s
-JOIN wecom_webhooks w ON w.id = s.robot_id
-WHERE s.next_check_at <= clock_timestamp()
-  AND NOT (s.robot_id = ANY($2))
-  AND coalesce(w.is_active, true)
-  AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
-  AND EXISTS (
-        SELECT 1 FROM wecom_outbox o
-        WHERE o.webhook_name = w.destination
-          AND o.status = 'pending'
-          AND o.not_before <= clock_timestamp())
-ORDER BY s.next_check_at
+SELECT robot_id
+FROM (
+    SELECT DISTINCT ON (w.destination) s.robot_id, s.next_check_at
+    FROM wecom_robot_state s
+    JOIN wecom_webhooks w ON w.id = s.robot_id
+    WHERE s.next_check_at <= clock_timestamp()
+      AND NOT (s.robot_id = ANY($2))
+      AND coalesce(w.is_active, true)
+      AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+      AND EXISTS (
+            SELECT 1 FROM wecom_outbox o
+            WHERE o.webhook_name = w.destination
+              AND o.status = 'pending'
+              AND o.not_before <= clock_timestamp())
+    ORDER BY w.destination, s.next_check_at
+) most_overdue_of_each_destination
+ORDER BY next_check_at
 LIMIT $1
 "#;
 

@@ -9,13 +9,15 @@ mod reminders;
 mod report;
 mod retention;
 mod robot;
+mod wakeups;
 
 pub use adopt::EXPECTED as ADOPTED_COLUMNS;
 pub use finish::HOUSEKEEPING_LOCK;
+pub use wakeups::{Heard, PgWakeups, LISTENER_LOCK, STANDBY_LOOK_EVERY};
 
 use crate::store::StoreError;
 use crate::wecom::redact::redact;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -196,11 +198,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// A listener on the outbox channel; NOTIFYs lost while it reconnects are caught by the
-    /// worker's timed wake-ups.
-    pub async fn listen(&self) -> sqlx::Result<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(listener)
+    /// This replica's wake-ups: it listens to the outbox channel if no other replica does,
+    /// and stands by otherwise ([`PgWakeups`]). NOTIFYs lost while reconnecting are caught
+    /// by the worker's timed looks.
+    pub async fn wakeups(&self) -> sqlx::Result<PgWakeups> {
+        PgWakeups::connect(&self.pool).await
     }
 }
