@@ -13,7 +13,7 @@ use crate::wecom::client::WeComClient;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use robot::{Report, Served, Taken, Target};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -152,6 +152,8 @@ struct LoopState {
     /// Destinations with more rows than the robot a task claimed takes: the next claim for
     /// them starts even while that task runs (see `Worker::taken`).
     spread: BTreeSet<String>,
+    /// Tasks started that way: finding no free robot, they are done (not parked).
+    spreading: HashSet<tokio::task::Id>,
     taken: Option<mpsc::UnboundedReceiver<Taken>>,
     /// Looks promised for later by the tasks (rows left over, retries, pauses, holds).
     later: Vec<(Instant, Target)>,
@@ -293,11 +295,17 @@ impl Worker {
         self.config.concurrency.saturating_sub(state.tasks.len())
     }
 
-    fn spawn(self: &Arc<Self>, state: &mut LoopState, target: Target, excluded: Vec<i32>) {
+    fn spawn(
+        self: &Arc<Self>,
+        state: &mut LoopState,
+        target: Target,
+        excluded: Vec<i32>,
+    ) -> tokio::task::Id {
         let task = state
             .tasks
             .spawn(robot::serve(self.clone(), target.clone(), excluded));
         state.busy.insert(task.id(), target);
+        task.id()
     }
 
     /// Start the looks promised for now: a robot's own, or its destination's.
@@ -340,7 +348,10 @@ impl Worker {
                 state.parked.insert(destination);
                 continue;
             }
-            self.spawn(state, Target::Destination(destination), excluded.clone());
+            let task = self.spawn(state, Target::Destination(destination), excluded.clone());
+            if spread {
+                state.spreading.insert(task);
+            }
             started += 1;
         }
         started
@@ -450,12 +461,14 @@ impl Worker {
         let report = match done {
             Ok((id, report)) => {
                 state.serving.remove(&id);
+                let spreading = state.spreading.remove(&id);
                 let target = state.busy.remove(&id);
-                (report, target)
+                (report, target, spreading)
             }
             Err(e) => {
                 tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
                 state.serving.remove(&e.id());
+                state.spreading.remove(&e.id());
                 if let Some(Target::Robot(robot_id)) = state.busy.remove(&e.id()) {
                     self.hold_troubled(state, robot_id, format!("the robot's task failed: {e}"))
                         .await;
@@ -463,7 +476,7 @@ impl Worker {
                 return;
             }
         };
-        let (report, target) = report;
+        let (report, target, spreading) = report;
         state.dirty.append(&mut state.parked);
         if state.scan_when_free {
             state.scan_at = None;
@@ -487,7 +500,7 @@ impl Worker {
             (Served::Trouble(reason), Some(robot_id)) => {
                 self.hold_troubled(state, robot_id, reason).await
             }
-            (Served::NoRobot, _) if !state.tasks.is_empty() => {
+            (Served::NoRobot, _) if !state.tasks.is_empty() && !spreading => {
                 if let Some(Target::Destination(d)) = target {
                     state.parked.insert(d);
                 }

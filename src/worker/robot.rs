@@ -113,7 +113,12 @@ pub(super) async fn serve(worker: Arc<Worker>, target: Target, excluded: Vec<i32
             let _ = worker.taken.send(Taken {
                 task: tokio::task::id(),
                 robot_id: robot.id,
-                spread: robot.more_at.map(|_| robot.destination.clone()),
+                // Only a robot that must now wait needs its pool's others: one free again at
+                // once goes on by itself (its look `again`).
+                spread: robot
+                    .more_at
+                    .filter(|at| *at > Utc::now())
+                    .map(|_| robot.destination.clone()),
             });
             worker
                 .send_batch(&robot, rows, lease_end, &mut report.again)
