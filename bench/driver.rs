@@ -474,7 +474,7 @@ async fn backlog(size: Size) -> anyhow::Result<serde_json::Value> {
             let plan: Vec<String> = sqlx::query_scalar(
                 "EXPLAIN SELECT id FROM wecom_outbox WHERE webhook_name = 'r1' AND status = 'pending'
                    AND not_before <= now() AND (expires_at IS NULL OR expires_at > now())
-                 ORDER BY priority DESC, created_at LIMIT 100 FOR UPDATE SKIP LOCKED",
+                 ORDER BY priority DESC, seq LIMIT 100 FOR UPDATE SKIP LOCKED",
             )
             .fetch_all(db.pool())
             .await?;

@@ -205,3 +205,23 @@ async fn one_replica_sends_through_all_of_a_pools_robots_at_once() {
     );
     assert_eq!(fake.stats().accepted, 15);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_at_every_robot_offers_as_many_of_a_pools_robots_as_it_has_rows() {
+    let fake = standin(0, Duration::from_secs(60)).await;
+    let db = TestDatabase::migrated().await;
+    for r in 0..3 {
+        db.add_robot(
+            &fake,
+            &format!("pg{r}"),
+            Some("parents"),
+            20,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    db.enqueue("parents", "fees", 2).await;
+    assert_eq!(db.store.due_robots(10, &[]).await.unwrap().len(), 2);
+    db.enqueue("parents", "more fees", 5).await;
+    assert_eq!(db.store.due_robots(10, &[]).await.unwrap().len(), 3);
+}

@@ -714,6 +714,29 @@ mod cases {
         assert!(wake > Utc::now() + chrono::Duration::minutes(59));
     }
 
+    pub async fn a_destination_with_one_row_offers_one_of_its_robots(f: Fixture) {
+        let first = f
+            .robot("p1", Some("parents"), 20, Duration::from_secs(60))
+            .await;
+        f.robot("p2", Some("parents"), 20, Duration::from_secs(60))
+            .await;
+        f.robot("p3", Some("parents"), 20, Duration::from_secs(60))
+            .await;
+        let tutor = f.robot("tutor", None, 20, Duration::from_secs(60)).await;
+        f.enqueue("parents", "m", 1).await;
+        f.enqueue("tutor", "t", 1).await;
+        let mut due = f.store().due_robots(10, &[]).await.unwrap();
+        due.sort_unstable();
+        // One of the pool's robots (all equally overdue here): one row needs no more.
+        assert_eq!(due.len(), 2, "one per destination: {due:?}");
+        assert!(due.contains(&tutor));
+        let pooled = due.iter().find(|id| **id != tutor).copied().unwrap();
+        assert!(pooled >= first && pooled <= first + 2, "{due:?}");
+        let without = f.store().due_robots(10, &[pooled]).await.unwrap();
+        assert_eq!(without.len(), 2, "the next robot of the pool: {without:?}");
+        assert!(!without.contains(&pooled));
+    }
+
     pub async fn housekeeping_is_one_replica_at_a_time_and_passes_on_when_it_dies(f: Fixture) {
         let robot_id = f
             .robot("parent_group", None, 20, Duration::from_secs(60))
@@ -992,6 +1015,7 @@ macro_rules! every_case {
                 housekeeping_rescues_lost_leases_and_expires_old_rows,
                 a_claim_that_lost_its_rows_cannot_finish_them,
                 only_robots_with_claimable_rows_are_due,
+                a_destination_with_one_row_offers_one_of_its_robots,
                 housekeeping_is_one_replica_at_a_time_and_passes_on_when_it_dies,
                 a_destination_claim_takes_a_free_due_robot_of_that_destination_only,
                 send_test_reserves_a_slot_and_logs_its_send,

@@ -12,27 +12,33 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Robots that may have something to send now: active, configured (not a Phase-1
-/// placeholder), due for a look, and with a claimable row in their destination. One robot
-/// per destination, its most overdue: a robot that takes all it can brings in the next one
-/// (the worker's `more`), so a destination with one row never has all its robots claim.
+/// placeholder) and due for a look, as many of each destination as it has claimable rows,
+/// most overdue first: the n-th due robot of a destination is offered only if the
+/// destination has an n-th claimable row. A destination with one row never has all its
+/// robots try for it; a backlog has every robot of its pool start at once.
 const DUE_ROBOTS: &str = r#"
-SELECT robot_id
-FROM (
-    SELECT DISTINCT ON (w.destination) s.robot_id, s.next_check_at
+WITH due AS (
+    SELECT s.robot_id, s.next_check_at, w.destination,
+           row_number() OVER (PARTITION BY w.destination ORDER BY s.next_check_at) AS nth
     FROM wecom_robot_state s
     JOIN wecom_webhooks w ON w.id = s.robot_id
     WHERE s.next_check_at <= clock_timestamp()
       AND NOT (s.robot_id = ANY($2))
       AND coalesce(w.is_active, true)
       AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
-      AND EXISTS (
-            SELECT 1 FROM wecom_outbox o
-            WHERE o.webhook_name = w.destination
-              AND o.status = 'pending'
-              AND o.not_before <= clock_timestamp())
-    ORDER BY w.destination, s.next_check_at
-) most_overdue_of_each_destination
-ORDER BY next_check_at
+)
+SELECT due.robot_id
+FROM due
+WHERE EXISTS (
+        SELECT 1 FROM wecom_outbox o
+        WHERE o.webhook_name = due.destination
+          AND o.status = 'pending'
+          AND o.not_before <= clock_timestamp()
+        -- In the claim index's order: it stops at the n-th row (a plan that gathers every
+        -- pending row first took 0.5 s with 1 000 000 pending).
+        ORDER BY o.priority DESC, o.seq
+        OFFSET due.nth - 1)
+ORDER BY due.next_check_at
 LIMIT $1
 "#;
 

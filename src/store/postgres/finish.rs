@@ -24,7 +24,10 @@ done AS (
     SET status = 'sent', sent_at = now(), last_errcode = 0, last_error = NULL,
         locked_by = NULL, locked_until = NULL, lease_token = NULL, robot_name = i.robot_name
     FROM input i
-    WHERE o.id = i.outbox_id AND o.status = 'sending' AND o.lease_token = i.lease
+    -- `(…) IS TRUE`, not a bare `status = 'sending'`: the bare form lets the planner walk
+    -- the partial index of every sending row (its statistics, taken when little was being
+    -- sent, say few are), once per commit; by primary key it is one probe per message.
+    WHERE o.id = i.outbox_id AND o.lease_token = i.lease AND (o.status = 'sending') IS TRUE
     RETURNING o.*, i.robot_id
 ),
 logged AS (
@@ -187,7 +190,7 @@ const RELEASE: &str = r#"
 UPDATE wecom_outbox
 SET status = 'pending', attempts = greatest(attempts - 1, 0),
     locked_by = NULL, locked_until = NULL, lease_token = NULL
-WHERE id = ANY($1) AND status = 'sending' AND lease_token = ANY($2)
+WHERE id = ANY($1) AND (status = 'sending') IS TRUE AND lease_token = ANY($2)
 "#;
 
 const FREE_SLOTS: &str = "DELETE FROM wecom_rate_slots WHERE id = ANY($1)";
