@@ -62,8 +62,8 @@ fn patient(worker_id: &str, fake: &Standin) -> WorkerConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_replica_listens_and_hands_listening_on_when_it_stops() {
+/// One robot, w1 listening and w2 standing by (it has had its first look); w1's session pid.
+async fn w1_listening_w2_standing_by() -> (Standin, TestDatabase, Replica, Replica, i32) {
     let fake = standin(20, Duration::from_secs(60)).await;
     let db = TestDatabase::migrated().await;
     db.add_robot(&fake, "parent_group", None, 20, Duration::from_secs(60))
@@ -77,7 +77,12 @@ async fn one_replica_listens_and_hands_listening_on_when_it_stops() {
         vec![first_pid],
         "still one listener"
     );
+    (fake, db, first, second, first_pid)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_listens_and_hands_listening_on_when_it_stops() {
+    let (fake, db, first, second, first_pid) = w1_listening_w2_standing_by().await;
     db.enqueue("parent_group", "while w1 listens", 1).await;
     db.wait_for_status("sent", 1, 5 * SECOND).await;
     let woken = newest_latency_ms(&db).await;
@@ -98,16 +103,7 @@ async fn one_replica_listens_and_hands_listening_on_when_it_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_while_no_one_listens_are_found_by_the_replica_taking_over() {
-    let fake = standin(20, Duration::from_secs(60)).await;
-    let db = TestDatabase::migrated().await;
-    db.add_robot(&fake, "parent_group", None, 20, Duration::from_secs(60))
-        .await;
-    let first = Replica::start(&db, patient("w1", &fake));
-    let first_pid = one_listener(&db, None, 5 * SECOND).await;
-    let second = Replica::start(&db, patient("w2", &fake));
-    // w2 has had its first look (standing by) before w1 goes.
-    tokio::time::sleep(SECOND).await;
-    assert_eq!(listener_pids(&db).await, vec![first_pid]);
+    let (fake, db, first, second, first_pid) = w1_listening_w2_standing_by().await;
     first.stop().await;
     // Between the listener's exit and the take-over no one hears these.
     db.enqueue("parent_group", "unheard", 3).await;
