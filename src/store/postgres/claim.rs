@@ -26,10 +26,16 @@ WITH due AS (
       AND NOT (s.robot_id = ANY($2))
       AND coalesce(w.is_active, true)
       AND w.webhook_url <> 'PLACEHOLDER_UPDATE_AFTER_CREATING_ROBOT'
+      AND EXISTS (
+            SELECT 1 FROM wecom_outbox o
+            WHERE o.webhook_name = w.destination
+              AND o.status = 'pending'
+              AND o.not_before <= clock_timestamp())
 )
 SELECT due.robot_id
 FROM due
-WHERE EXISTS (
+WHERE due.nth = 1
+   OR EXISTS (
         SELECT 1 FROM wecom_outbox o
         WHERE o.webhook_name = due.destination
           AND o.status = 'pending'
