@@ -95,7 +95,7 @@ pub async fn run(
 ) -> Result<(), StoreError> {
     let abandon = CancellationToken::new();
     let recorder = recorder::Recorder::start(store.clone());
-    let (taken, taken_rx) = mpsc::unbounded_channel();
+    let (taken, mut taken_rx) = mpsc::unbounded_channel();
     if let Err(e) = store.forget_replica_notes(&config.worker_id).await {
         tracing::debug!(error = %e, "could not clear this replica's old notes");
     }
@@ -115,13 +115,10 @@ pub async fn run(
         worker.config.worker_id.clone(),
         worker.shutdown.clone(),
     ));
-    let mut state = LoopState {
-        taken: Some(taken_rx),
-        ..LoopState::default()
-    };
+    let mut state = LoopState::default();
     while !worker.shutdown.is_cancelled() {
         let wake_at = worker.tick(&mut state).await;
-        worker.wait(&mut state, wake_at).await;
+        worker.wait(&mut state, &mut taken_rx, wake_at).await;
     }
     worker.drain(&mut state.tasks).await;
     let _ = pruning.await;
@@ -154,7 +151,6 @@ struct LoopState {
     spread: BTreeSet<String>,
     /// Tasks started that way: finding no free robot, they are done (not parked).
     spreading: HashSet<tokio::task::Id>,
-    taken: Option<mpsc::UnboundedReceiver<Taken>>,
     /// Looks promised for later by the tasks (rows left over, retries, pauses, holds).
     later: Vec<(Instant, Target)>,
     /// When to look at every robot again (`None`: at the next tick).
@@ -384,8 +380,14 @@ impl Worker {
         Ok(due.len())
     }
 
-    /// Sleep until `wake_at`, a NOTIFY, a finished robot task, or shutdown.
-    async fn wait(&self, state: &mut LoopState, wake_at: Instant) {
+    /// Sleep until `wake_at`, a NOTIFY, a finished robot task, a task's word that it has
+    /// claimed (`taken`), or shutdown.
+    async fn wait(
+        &self,
+        state: &mut LoopState,
+        taken: &mut mpsc::UnboundedReceiver<Taken>,
+        wake_at: Instant,
+    ) {
         let wakeups = state.wakeups.as_mut();
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
@@ -396,7 +398,7 @@ impl Worker {
                     self.forget(state, done).await;
                 }
             }
-            Some(taken) = recv_taken(state.taken.as_mut()) => state.note_taken(taken),
+            Some(taken) = taken.recv() => state.note_taken(taken),
             notified = recv(wakeups) => match notified {
                 Ok(Wake::Destinations(destinations)) => state.dirty.extend(destinations),
                 Ok(Wake::Anything) => state.scan_at = None,
@@ -458,25 +460,24 @@ impl Worker {
         state: &mut LoopState,
         done: Result<(tokio::task::Id, Report), tokio::task::JoinError>,
     ) {
+        let task = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let target = state.busy.remove(&task);
+        state.serving.remove(&task);
+        let spreading = state.spreading.remove(&task);
         let report = match done {
-            Ok((id, report)) => {
-                state.serving.remove(&id);
-                let spreading = state.spreading.remove(&id);
-                let target = state.busy.remove(&id);
-                (report, target, spreading)
-            }
+            Ok((_, report)) => report,
             Err(e) => {
                 tracing::error!(error = %e, "a robot task failed; its rows are released when their lease ends");
-                state.serving.remove(&e.id());
-                state.spreading.remove(&e.id());
-                if let Some(Target::Robot(robot_id)) = state.busy.remove(&e.id()) {
+                if let Some(Target::Robot(robot_id)) = target {
                     self.hold_troubled(state, robot_id, format!("the robot's task failed: {e}"))
                         .await;
                 }
                 return;
             }
         };
-        let (report, target, spreading) = report;
         state.dirty.append(&mut state.parked);
         if state.scan_when_free {
             state.scan_at = None;
@@ -573,13 +574,6 @@ impl Worker {
 /// 1 s doubling to a minute.
 fn trouble_backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
-}
-
-async fn recv_taken(taken: Option<&mut mpsc::UnboundedReceiver<Taken>>) -> Option<Taken> {
-    match taken {
-        Some(taken) => taken.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn recv(wakeups: Option<&mut Wakeups>) -> Result<Wake, StoreError> {

@@ -26,7 +26,8 @@ pub const LISTENER_LOCK: i64 = 0x7765_636f_6d2d_6c73;
 pub const STANDBY_LOOK_EVERY: Duration = Duration::from_secs(5);
 
 /// A standing-by replica's look: take over listening if no one listens, and whether any
-/// row is pending and due (the claim index's partial range: cheap when nothing is).
+/// row is pending and due (the partial index of pending rows by `not_before`: cheap when
+/// nothing is).
 const STANDBY_LOOK: &str = r#"
 SELECT pg_try_advisory_lock($1) AS took_over,
        EXISTS (SELECT 1 FROM wecom_outbox
@@ -61,11 +62,6 @@ impl PgWakeups {
         };
         wakeups.look().await?;
         Ok(wakeups)
-    }
-
-    /// Whether this replica is the one listening to the outbox channel.
-    pub fn listening(&self) -> bool {
-        self.standing_by.is_none()
     }
 
     /// The next thing heard. An error means the connection was lost (and with it the lock,
